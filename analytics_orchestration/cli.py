@@ -1,0 +1,216 @@
+"""``analytics-orchestration``: the embedded stack, sample data and the main job from one command.
+
+Commands:
+    stack start|stop|status   the embedded ClickHouse, S3 and Airbyte services
+    prepare                   parse the dbt project (writes dbt_project/target/manifest.json)
+    sample                    generate sample input and upload its Segment archive to S3
+    upload-archive FOLDER     copy a local folder of Segment archive files into S3
+    demo                      stack + sample (or an existing archive) + main job, then a summary
+    dev                       stack + ``dagster dev`` on 127.0.0.1
+
+Exit status is non-zero when anything fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from analytics_orchestration.settings import PROJECT_ROOT, embedded_stack_dir, is_production
+
+
+def _stack():
+    from analytics_orchestration.embedded.stack import EmbeddedStack
+
+    return EmbeddedStack.at(embedded_stack_dir())
+
+
+def _start_stack() -> dict[str, str]:
+    if is_production():
+        raise SystemExit("ANALYTICS_ENV=prod: the embedded stack is not used in production")
+    env = _stack().start()
+    os.environ.update(env)
+    return env
+
+
+def ensure_dagster_home() -> Path:
+    """Point ``DAGSTER_HOME`` at ``.dagster_home/`` (linked to the project's dagster.yaml) if unset."""
+    if os.environ.get("DAGSTER_HOME"):
+        return Path(os.environ["DAGSTER_HOME"])
+    home = PROJECT_ROOT / ".dagster_home"
+    home.mkdir(exist_ok=True)
+    link = home / "dagster.yaml"
+    if not link.exists():
+        link.symlink_to(PROJECT_ROOT / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def prepare_dbt() -> Path:
+    """Parse the dbt project so dagster-dbt can read its manifest; return the manifest path."""
+    from analytics_orchestration.dbt.project import prepare_manifest
+
+    return prepare_manifest()
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    stack = _stack()
+    if args.action == "start":
+        env = _start_stack()
+        print(f"embedded stack running; settings in {stack.env_file}")
+        clickhouse = f"http://{env['CLICKHOUSE_HOST']}:{env['CLICKHOUSE_PORT']}"
+        print(f"  ClickHouse {clickhouse}  user {env['CLICKHOUSE_USER']}")
+        print(f"  S3         {env['S3_ENDPOINT_URL']}")
+        print(f"  Airbyte    {env['AIRBYTE_API_URL']}")
+    elif args.action == "stop":
+        print("stopped: " + (", ".join(stack.stop()) or "nothing was running"))
+    else:
+        for service in stack.ports:
+            pid = stack.running_pid(service)
+            print(f"{service:<11} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    return 0
+
+
+def _generate_sample(start: date, days: int, events_per_day: int, seed: int) -> None:
+    from analytics_orchestration.embedded.stack import (
+        ARCHIVE_BUCKET,
+        ARCHIVE_PREFIX,
+        s3_client,
+        upload_folder,
+    )
+    from analytics_orchestration.sample_data.generate import generate_sample
+
+    stack = _stack()
+    summary = generate_sample(
+        stack.sample_dir, start=start, days=days, events_per_day=events_per_day, seed=seed,
+        segment_source_id=os.environ["SEGMENT_SOURCE_ID"],
+    )  # fmt: skip
+    files, size = upload_folder(
+        s3_client(dict(os.environ)), stack.sample_dir / ARCHIVE_PREFIX, ARCHIVE_BUCKET, ARCHIVE_PREFIX
+    )
+    print(
+        f"sample: {len(summary.days)} days from {start}, {summary.segment_lines} Segment lines in "
+        f"{files} files ({size} bytes) uploaded to s3://{ARCHIVE_BUCKET}/{ARCHIVE_PREFIX}/; "
+        f"Stripe records {summary.stripe_records}"
+    )
+
+
+def _default_start(days: int) -> date:
+    return datetime.now(timezone.utc).date() - timedelta(days=days)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    _start_stack()
+    _generate_sample(args.start or _default_start(args.days), args.days, args.events_per_day, args.seed)
+    return 0
+
+
+def cmd_upload_archive(args: argparse.Namespace) -> int:
+    from analytics_orchestration.embedded.stack import s3_client, upload_folder
+
+    if not is_production():
+        _start_stack()
+    bucket = args.bucket or os.environ["SEGMENT_ARCHIVE_BUCKET"]
+    files, size = upload_folder(s3_client(dict(os.environ)), Path(args.folder), bucket, args.prefix)
+    print(f"uploaded {files} files ({size} bytes) to s3://{bucket}/{args.prefix.strip('/')}/")
+    return 0
+
+
+def cmd_prepare(_: argparse.Namespace) -> int:
+    print(f"dbt manifest: {prepare_dbt()}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    _start_stack()
+    start = args.start or _default_start(args.days)
+    if args.archive_bucket:
+        os.environ["SEGMENT_ARCHIVE_BUCKET"] = args.archive_bucket
+        os.environ["SEGMENT_ARCHIVE_PREFIX"] = args.archive_prefix
+        os.environ["SEGMENT_SOURCE_ID"] = args.source_id
+        _generate_sample(start, args.days, events_per_day=100, seed=args.seed)  # Stripe source only
+    else:
+        _generate_sample(start, args.days, args.events_per_day, args.seed)
+    prepare_dbt()
+    ensure_dagster_home()
+    from analytics_orchestration.definitions import defs
+    from analytics_orchestration.main_run import run_main_job
+
+    with DagsterInstance.get() as instance:
+        summary = run_main_job(defs, start, start + timedelta(days=args.days - 1), instance)
+    print(summary.render())
+    if not args.keep_running:
+        _stack().stop()
+    return 0 if summary.success and not summary.checks_failed else 1
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    _start_stack()
+    prepare_dbt()
+    ensure_dagster_home()
+    command = [
+        "dagster",
+        "dev",
+        "-w",
+        str(PROJECT_ROOT / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(args.port),
+    ]
+    try:
+        return subprocess.call(command, cwd=PROJECT_ROOT)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _stack().stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="analytics-orchestration", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    stack = sub.add_parser("stack", help="start, stop or inspect the embedded stack")
+    stack.add_argument("action", choices=["start", "stop", "status"])
+    stack.set_defaults(func=cmd_stack)
+    sub.add_parser("prepare", help="parse the dbt project").set_defaults(func=cmd_prepare)
+
+    def days_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--start", type=date.fromisoformat, help="first received day (UTC); default: DAYS ago")
+        p.add_argument("--days", type=int, default=7, help="received days (default 7, ending yesterday)")
+        p.add_argument("--events-per-day", type=int, default=20_000, help="Segment lines per day")
+        p.add_argument("--seed", type=int, default=7)
+
+    sample = sub.add_parser("sample", help="generate sample input into the embedded S3")
+    days_options(sample)
+    sample.set_defaults(func=cmd_sample)
+    upload = sub.add_parser("upload-archive", help="copy a local Segment archive folder into S3")
+    upload.add_argument("folder", help="folder laid out as <source-id>/<received-day>/<file>.gz")
+    upload.add_argument("--bucket", help="default: SEGMENT_ARCHIVE_BUCKET")
+    upload.add_argument("--prefix", default="segment-logs")
+    upload.set_defaults(func=cmd_upload_archive)
+    demo = sub.add_parser("demo", help="run the main job on the embedded stack and print a summary")
+    days_options(demo)
+    demo.add_argument("--archive-bucket", help="use an existing Segment archive in this bucket")
+    demo.add_argument("--archive-prefix", default="segment-logs")
+    demo.add_argument("--source-id", default="analytics_app")
+    demo.add_argument("--keep-running", action="store_true", help="leave the embedded stack running")
+    demo.set_defaults(func=cmd_demo)
+    dev = sub.add_parser("dev", help="embedded stack + dagster dev (UI on 127.0.0.1)")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

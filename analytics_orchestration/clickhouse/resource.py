@@ -1,0 +1,54 @@
+"""ClickHouse as a Dagster resource, through clickhouse-connect's HTTP client."""
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
+from dagster import ConfigurableResource
+
+
+class ClickHouseUnreachableError(ConnectionError):
+    """ClickHouse did not answer at the configured host and port."""
+
+
+class ClickHouseResource(ConfigurableResource):
+    """Connection settings of one ClickHouse service (Cloud, a cluster, or the embedded endpoint).
+
+    Production wires every field to an environment variable with ``EnvVar``; see
+    ``analytics_orchestration.settings.PRODUCTION_VARIABLES``.
+    """
+
+    host: str
+    port: int
+    user: str
+    password: str
+    secure: str = "false"
+
+    @property
+    def is_secure(self) -> bool:
+        return self.secure.strip().lower() in {"1", "true", "yes"}
+
+    def get_client(self, **settings: str | int) -> Client:
+        """Open a clickhouse-connect client (HTTP, compressed, own session).
+
+        Args:
+            settings: ClickHouse settings applied to every query of this client.
+
+        Raises:
+            ClickHouseUnreachableError: nothing answered at ``host:port``; the message names both.
+        """
+        try:
+            return clickhouse_connect.get_client(
+                host=self.host,
+                port=self.port,
+                username=self.user,
+                password=self.password,
+                secure=self.is_secure,
+                settings=settings,
+                connect_timeout=10,
+                send_receive_timeout=3600,
+            )
+        except OperationalError as err:
+            raise ClickHouseUnreachableError(
+                f"cannot reach ClickHouse at {self.host}:{self.port} "
+                f"({'https' if self.is_secure else 'http'}): {err}"
+            ) from err

@@ -1,0 +1,22 @@
+"""Daily partitions of the Segment archive: one partition per UTC day Segment *received* the calls."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from dagster import DailyPartitionsDefinition
+
+from analytics_orchestration.settings import segment_start_date
+
+# Partition keys are YYYY-MM-DD (UTC). The last partition is yesterday: a day is loaded once complete.
+segment_daily_partitions = DailyPartitionsDefinition(start_date=segment_start_date(), timezone="UTC")
+
+
+def received_day_folder(day: date) -> str:
+    """Segment's ``<received-day>`` folder name: UTC midnight of ``day`` as unix milliseconds.
+
+    Source: Segment's Amazon S3 destination docs, ``segment-logs/{source-id}/{received-day}/``,
+    "the UTC date unix timestamp" of the day the calls were received (e.g. 2026-01-05 -> 1767571200000).
+    """
+    midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return str(int(midnight.timestamp() * 1000))

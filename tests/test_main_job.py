@@ -1,0 +1,136 @@
+"""The main job on the embedded stack, checked against numbers computed from the generated input."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, timedelta
+
+import pytest
+from analytics_orchestration.sample_data.generate import generate_sample
+from dagster import DagsterInstance
+
+from analytics_orchestration.cli import prepare_dbt
+from analytics_orchestration.embedded.stack import ARCHIVE_BUCKET, ARCHIVE_PREFIX, s3_client, upload_folder
+from analytics_orchestration.main_run import RunSummary, run_main_job
+from analytics_orchestration.segment.partitions import received_day_folder
+from tests.reference import jsonl_distinct_ids, segment_reference
+
+START = date(2026, 3, 2)
+DAYS = 3
+STRIPE_STREAMS = ("customers", "subscriptions", "invoices", "charges", "refunds")
+
+
+@pytest.fixture(scope="module")
+def pipeline(embedded_stack):
+    """Sample input in S3, the dbt manifest, the definitions and one completed main-job run."""
+    summary = generate_sample(
+        embedded_stack.sample_dir, start=START, days=DAYS, events_per_day=3_000, seed=11,
+        segment_source_id=os.environ["SEGMENT_SOURCE_ID"],
+    )  # fmt: skip
+    upload_folder(
+        s3_client(dict(os.environ)),
+        embedded_stack.sample_dir / ARCHIVE_PREFIX,
+        ARCHIVE_BUCKET,
+        ARCHIVE_PREFIX,
+    )
+    prepare_dbt()
+    from analytics_orchestration.definitions import defs
+
+    instance = DagsterInstance.ephemeral()
+    first = run_main_job(defs, START, START + timedelta(days=DAYS - 1), instance)
+    return {"defs": defs, "instance": instance, "sample": summary, "first": first}
+
+
+def _client():
+    import clickhouse_connect
+
+    return clickhouse_connect.get_client(
+        host=os.environ["CLICKHOUSE_HOST"], port=int(os.environ["CLICKHOUSE_PORT"]),
+        username=os.environ["CLICKHOUSE_USER"], password=os.environ["CLICKHOUSE_PASSWORD"],
+    )  # fmt: skip
+
+
+def _reference(embedded_stack):
+    archive = embedded_stack.sample_dir / ARCHIVE_PREFIX / os.environ["SEGMENT_SOURCE_ID"]
+    days = {received_day_folder(START + timedelta(days=i)): START + timedelta(days=i) for i in range(DAYS)}
+    return segment_reference(archive, days)
+
+
+def test_main_job_succeeds_and_materialises_every_layer(pipeline):
+    first: RunSummary = pipeline["first"]
+    assert first.success, first.render()
+    assert not first.checks_failed, first.render()
+    expected_days = [(START + timedelta(days=i)).isoformat() for i in range(DAYS)]
+    assert first.assets["raw_segment/events"].partitions == expected_days
+    assert first.assets["marts/daily_active_users"].partitions == expected_days
+    for stream in STRIPE_STREAMS:
+        assert f"airbyte/stripe/{stream}" in first.assets
+        assert f"raw_stripe/{stream}" in first.assets
+        assert f"staging/stg_stripe__{stream}" in first.assets
+
+
+def test_segment_rows_and_rejects_match_the_raw_archive(pipeline, embedded_stack):
+    ref = _reference(embedded_stack)
+    client = _client()
+    events = dict(
+        client.query("SELECT received_date, count() FROM raw_segment.events GROUP BY 1").result_rows
+    )
+    rejects = dict(
+        client.query("SELECT received_date, count() FROM raw_segment.rejects GROUP BY 1").result_rows
+    )
+    assert events == ref.events_per_day
+    assert rejects == dict(ref.rejects_per_day)
+    assert sum(ref.rejects_per_day.values()) > 0, "the sample should carry malformed lines"
+    assert client.command("SELECT count() FROM staging.stg_segment__events") == ref.distinct_calls
+
+
+def test_daily_active_users_match_the_raw_json(pipeline, embedded_stack):
+    ref = _reference(embedded_stack)
+    rows = _client().query("SELECT activity_date, active_users FROM marts.daily_active_users").result_rows
+    assert dict(rows) == ref.dau
+    late_days = [day for day in ref.dau if day < START]
+    assert late_days, "late events should give activity days before the first received day"
+
+
+def test_stripe_tables_match_the_source_records(pipeline, embedded_stack):
+    client = _client()
+    for stream in STRIPE_STREAMS:
+        expected = jsonl_distinct_ids(
+            embedded_stack.sample_dir / "airbyte-sources" / "stripe" / f"{stream}.jsonl"
+        )
+        assert client.command(f"SELECT count() FROM raw_stripe.{stream} FINAL") == expected, stream
+        assert client.command(f"SELECT count() FROM staging.stg_stripe__{stream}") == expected, stream
+
+
+def test_rerunning_the_same_partitions_changes_no_count(pipeline, embedded_stack):
+    queries = [
+        "SELECT count() FROM raw_segment.events",
+        "SELECT count() FROM raw_segment.rejects",
+        "SELECT count() FROM staging.stg_segment__events",
+        "SELECT sum(active_users), count() FROM marts.daily_active_users",
+        *(f"SELECT count() FROM raw_stripe.{s} FINAL" for s in STRIPE_STREAMS),
+    ]
+    client = _client()
+    before = [client.query(q).result_rows for q in queries]
+    second = run_main_job(pipeline["defs"], START, START + timedelta(days=DAYS - 1), pipeline["instance"])
+    assert second.success, second.render()
+    assert [client.query(q).result_rows for q in queries] == before
+
+
+def test_a_day_without_archive_files_fails_and_leaves_clickhouse_as_it_was(pipeline):
+    client = _client()
+    before = client.query(
+        "SELECT received_date, count() FROM raw_segment.events GROUP BY 1 ORDER BY 1"
+    ).result_rows
+    missing = START + timedelta(days=DAYS + 5)
+    job = pipeline["defs"].resolve_job_def("segment_daily_job")
+    result = job.execute_in_process(
+        instance=pipeline["instance"], partition_key=missing.isoformat(), raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "no Segment archive files" in str(failure.step_failure_data.error)
+    after = client.query(
+        "SELECT received_date, count() FROM raw_segment.events GROUP BY 1 ORDER BY 1"
+    ).result_rows
+    assert after == before
