@@ -32,7 +32,6 @@ from analytics_orchestration.dbt.assets import dbt_daily_models, dbt_models
 from analytics_orchestration.dbt.project import dbt_executable, dbt_project
 from analytics_orchestration.main_run import MAIN_JOB
 from analytics_orchestration.segment.assets import segment_events
-from analytics_orchestration.segment.partitions import segment_daily_partitions
 from analytics_orchestration.segment.resource import SegmentArchiveResource
 from analytics_orchestration.segment.sensors import build_segment_archive_sensor
 from analytics_orchestration.settings import load_embedded_stack_env
@@ -54,7 +53,6 @@ daily_selection = AssetSelection.assets(segment_events, dbt_daily_models)
 segment_daily_job = define_asset_job(
     "segment_daily_job",
     selection=daily_selection,
-    partitions_def=segment_daily_partitions,
     description="Load received days of Segment's archive, then the daily dbt models over them.",
 )
 connection_jobs = {
@@ -85,7 +83,6 @@ with warnings.catch_warnings():
 main_job = define_asset_job(
     MAIN_JOB,
     selection=AssetSelection.all() - AssetSelection.checks(*freshness_checks),
-    partitions_def=segment_daily_partitions,
     description="Everything over a range of received days: Airbyte syncs and ClickHouse loads (once), "
     "Segment days, dbt staging models and marts (one run for the whole range).",
 )

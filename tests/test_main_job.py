@@ -6,12 +6,12 @@ import os
 from datetime import date, timedelta
 
 import pytest
-from analytics_orchestration.sample_data.generate import generate_sample
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance, materialize
 
 from analytics_orchestration.cli import prepare_dbt
 from analytics_orchestration.embedded.stack import ARCHIVE_BUCKET, ARCHIVE_PREFIX, s3_client, upload_folder
 from analytics_orchestration.main_run import RunSummary, run_main_job
+from analytics_orchestration.sample_data.generate import generate_sample
 from analytics_orchestration.segment.partitions import received_day_folder
 from tests.reference import jsonl_distinct_ids, segment_reference
 
@@ -134,3 +134,43 @@ def test_a_day_without_archive_files_fails_and_leaves_clickhouse_as_it_was(pipel
         "SELECT received_date, count() FROM raw_segment.events GROUP BY 1 ORDER BY 1"
     ).result_rows
     assert after == before
+
+
+def _stripe_counts(client) -> list:
+    return [client.command(f"SELECT count() FROM raw_stripe.{s} FINAL") for s in STRIPE_STREAMS]
+
+
+def test_a_failed_airbyte_sync_leaves_clickhouse_as_it_was(pipeline, embedded_stack):
+    client = _client()
+    before = _stripe_counts(client)
+    source = embedded_stack.sample_dir / "airbyte-sources" / "stripe" / "customers.jsonl"
+    original = source.read_bytes()
+    source.write_bytes(original + b"{not json\n")
+    try:
+        result = (
+            pipeline["defs"]
+            .resolve_job_def("stripe_sync_job")
+            .execute_in_process(instance=pipeline["instance"], raise_on_error=False)
+        )
+    finally:
+        source.write_bytes(original)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "failed" in str(failure.step_failure_data.error)
+    assert _stripe_counts(client) == before
+
+
+def test_a_failed_clickhouse_load_leaves_the_table_as_it_was(pipeline):
+    client = _client()
+    before = _stripe_counts(client)
+    s3 = s3_client(dict(os.environ))
+    bad_key = "airbyte/stripe/customers/9999_01_01_0_0.parquet"
+    s3.put_object(Bucket=os.environ["S3_BUCKET"], Key=bad_key, Body=b"this is not parquet")
+    try:
+        load = pipeline["defs"].resolve_assets_def(AssetKey(["raw_stripe", "customers"]))
+        result = materialize([load], instance=pipeline["instance"], raise_on_error=False)
+    finally:
+        s3.delete_object(Bucket=os.environ["S3_BUCKET"], Key=bad_key)
+    assert not result.success
+    assert _stripe_counts(client) == before
+    assert client.command("EXISTS TABLE raw_stripe.customers__loading") == 0

@@ -51,10 +51,11 @@ def build_sync_asset(config: ConnectionConfig) -> AssetsDefinition:
         job = airbyte.client().run_sync(connection_id, log=context.log.info)
         for stream in config.streams:
             prefix = config.destination.stream_prefix(stream.name)
-            files = [(key, size) for key, size in s3.list_keys(airbyte.destination_bucket, prefix)]
+            files = s3.list_keys(airbyte.destination_bucket, prefix)
             yield MaterializeResult(
                 asset_key=stream_files_key(config, stream),
                 metadata={
+                    "dagster/row_count": s3.parquet_rows(airbyte.destination_bucket, [k for k, _ in files]),
                     "airbyte_job_id": job.job_id,
                     "airbyte_rows_synced_all_streams": job.rows_synced or 0,
                     "files": len(files),
@@ -84,7 +85,12 @@ def build_load_asset(config: ConnectionConfig, stream: StreamConfig) -> AssetsDe
         airbyte: AirbyteResource,
     ) -> MaterializeResult:
         prefix = config.destination.stream_prefix(stream.name)
-        source = s3.clickhouse_source(airbyte.destination_bucket, f"{prefix}*.parquet", "Parquet")
+        files = s3.list_keys(airbyte.destination_bucket, prefix)
+        source = (
+            s3.clickhouse_source(airbyte.destination_bucket, f"{prefix}*.parquet", "Parquet")
+            if files
+            else None
+        )
         rows = replace_table_from_s3(
             clickhouse.get_client(),
             database=config.clickhouse_database,

@@ -55,6 +55,9 @@ def load_day(clickhouse_client, s3: S3Resource, archive: SegmentArchiveResource,
             clickhouse_client.command(
                 f"ALTER TABLE {db}.{like} REPLACE PARTITION {{day:Date}} FROM {db}.{target}",
                 parameters=day_param,
+                # A day with no rejects must still clear the old ones (ClickHouse 26.x refuses an
+                # empty source by default; older servers ignore the unknown setting).
+                settings={"allow_replace_partition_from_empty_source": 1},
             )
         counts = clickhouse_client.query(
             f"""SELECT

@@ -4,9 +4,11 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import boto3
+import pyarrow.parquet as pq
 from botocore.client import BaseClient
 from botocore.config import Config
 from dagster import ConfigurableResource
+from pyarrow import fs
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,16 @@ class S3Resource(ConfigurableResource):
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             found.extend((obj["Key"], obj["Size"]) for obj in page.get("Contents", []))
         return sorted(found)
+
+    def parquet_rows(self, bucket: str, keys: list[str]) -> int:
+        """Total rows of the Parquet files ``keys`` in ``bucket``, read from their footers only."""
+        endpoint = self.endpoint_url.rstrip("/")
+        scheme, _, host = endpoint.partition("://")
+        filesystem = fs.S3FileSystem(
+            region=self.region,
+            access_key=self.access_key_id,
+            secret_key=self.secret_access_key,
+            endpoint_override=host or None,
+            scheme=scheme if host else "https",
+        )
+        return sum(pq.read_metadata(f"{bucket}/{key}", filesystem=filesystem).num_rows for key in keys)

@@ -1,0 +1,249 @@
+"""The sample-data generator: determinism, Segment archive layout and contents, Stripe objects."""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from analytics_orchestration.sample_data.generate import SampleSummary, generate_sample, main
+
+START = datetime.date(2026, 1, 5)
+DAYS = 3
+EVENTS_PER_DAY = 8_000
+FIXTURES = Path("/work/shared/data/real/stripe_fixtures3.json")
+STRIPE_RESOURCES = {
+    "customers": "customer",
+    "subscriptions": "subscription",
+    "invoices": "invoice",
+    "charges": "charge",
+    "refunds": "refund",
+}
+ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+def _generate(out: Path) -> SampleSummary:
+    return generate_sample(out, start=START, days=DAYS, events_per_day=EVENTS_PER_DAY, seed=7)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleSummary:
+    return _generate(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="module")
+def archive(sample: SampleSummary) -> list[tuple[datetime.date, str]]:
+    """(received day, line) for every line of the archive."""
+    lines = []
+    for day in sample.days:
+        folder = sample.out_dir / "segment-logs" / "analytics_app" / str(_day_ms(day))
+        for path in sorted(folder.glob("*.gz")):
+            with gzip.open(path, "rt", encoding="utf-8") as handle:
+                lines.extend((day, line.rstrip("\n")) for line in handle)
+    return lines
+
+
+def _day_ms(day: datetime.date) -> int:
+    return int(
+        datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.timezone.utc).timestamp() * 1000
+    )
+
+
+def _parse(value: str) -> datetime.datetime:
+    assert ISO_MS.match(value), value
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _classify(line: str) -> tuple[str, dict | None]:
+    """'valid' with the call, or which deliberate defect the line has."""
+    try:
+        call = json.loads(line)
+    except ValueError:
+        return "invalid_json", None
+    if "messageId" not in call:
+        return "missing_message_id", call
+    if not ISO_MS.match(call["timestamp"]):
+        return "unparseable_timestamp", call
+    return "valid", call
+
+
+def _valid_calls(archive: list[tuple[datetime.date, str]]) -> list[tuple[datetime.date, dict]]:
+    return [
+        (day, call)
+        for day, line in archive
+        if (parsed := _classify(line))[0] == "valid"
+        for call in [parsed[1]]
+    ]
+
+
+def _stripe(sample: SampleSummary, stream: str) -> list[dict]:
+    path = sample.out_dir / "airbyte-sources" / "stripe" / f"{stream}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_arguments_give_identical_bytes(sample: SampleSummary, tmp_path: Path) -> None:
+    again = _generate(tmp_path)
+    assert again.segment_lines == sample.segment_lines
+    assert _tree(tmp_path) == _tree(sample.out_dir)
+
+
+def test_archive_layout_uses_received_day_millis(sample: SampleSummary, archive: list) -> None:
+    source = sample.out_dir / "segment-logs" / "analytics_app"
+    assert _day_ms(START) == 1767571200000
+    assert sorted(p.name for p in source.iterdir()) == [str(_day_ms(d)) for d in sample.days]
+    assert sample.days == [START + datetime.timedelta(days=i) for i in range(DAYS)]
+    files = sorted(source.glob("*/*.gz"))
+    assert len(files) == sample.segment_files
+    for path in files:
+        match = re.fullmatch(r"(\d+)\.[0-9a-f]{10}\.gz", path.name)
+        assert match, path.name
+        hour_ms, day_ms = int(match.group(1)), int(path.parent.name)
+        assert day_ms <= hour_ms < day_ms + 86_400_000 and hour_ms % 3_600_000 == 0
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            for line in handle:
+                if (parsed := _classify(line))[0] != "invalid_json":
+                    received = _parse(parsed[1]["receivedAt"]).timestamp() * 1000
+                    assert hour_ms <= received < hour_ms + 3_600_000
+    assert len(archive) == sample.segment_lines
+    assert {p.name for p in (sample.out_dir / "airbyte-sources" / "stripe").iterdir()} == {
+        f"{s}.jsonl" for s in STRIPE_RESOURCES
+    }
+
+
+def test_every_line_is_a_spec_call_or_a_deliberate_defect(archive: list) -> None:
+    kinds = Counter(_classify(line)[0] for _, line in archive)
+    assert set(kinds) == {"valid", "invalid_json", "missing_message_id", "unparseable_timestamp"}
+    malformed = len(archive) - kinds["valid"]
+    assert 0 < malformed / len(archive) < 0.002
+    for _, call in _valid_calls(archive):
+        assert call["type"] in {"track", "identify", "page"}
+        for key in ("timestamp", "sentAt", "receivedAt", "originalTimestamp"):
+            _parse(call[key])
+        assert call["version"] == 2 and call["integrations"] == {} and call["channel"] in {"client", "server"}
+        assert call["anonymousId"] and "library" in call["context"]
+        if call["type"] == "track":
+            assert call["event"] and isinstance(call["properties"], dict) and call["userId"]
+        elif call["type"] == "page":
+            assert call["name"] and isinstance(call["properties"], dict)
+        else:
+            assert {"email", "name", "plan", "organization_id"} <= call["traits"].keys() and call["userId"]
+
+
+def test_late_events_and_duplicate_deliveries(archive: list) -> None:
+    calls = _valid_calls(archive)
+    lateness = Counter((day - _parse(call["timestamp"]).date()).days for day, call in calls)
+    late = sum(n for days_late, n in lateness.items() if 1 <= days_late <= 5)
+    assert 0.003 < late / len(calls) < 0.03
+    assert all(days_late <= 5 for days_late in lateness)
+    days_by_id: dict[str, list[datetime.date]] = {}
+    for day, call in calls:
+        days_by_id.setdefault(call["messageId"], []).append(day)
+    duplicated = {mid: days for mid, days in days_by_id.items() if len(days) > 1}
+    assert 0.002 < len(duplicated) / len(days_by_id) < 0.01
+    assert any(len(set(days)) > 1 for days in duplicated.values())  # some redelivered the next day
+    assert sum(len(set(days)) == 1 for days in duplicated.values()) > len(duplicated) / 2
+
+
+def test_properties_mix_json_types(archive: list) -> None:
+    types_by_key: dict[str, set[type]] = {}
+    for _, call in _valid_calls(archive):
+        for key, value in call.get("properties", {}).items():
+            types_by_key.setdefault(key, set()).add(type(value))
+    all_types = set().union(*types_by_key.values())
+    assert {str, int, float, bool, dict, list, type(None)} <= all_types
+    assert {key for key, types in types_by_key.items() if {int, str} <= types} >= {"step", "count"}
+
+
+def test_behaviour_signups_identify_and_upgrades(sample: SampleSummary, archive: list) -> None:
+    calls = [call for _, call in _valid_calls(archive)]
+    events = Counter(call.get("event") for call in calls if call["type"] == "track")
+    assert {"Signed Up", "Onboarding Step Completed", "Feature Used", "Report Created", "Invite Sent"} <= set(
+        events
+    )
+    assert events["Plan Upgraded"] > 0
+    anonymous = {c["anonymousId"] for c in calls if c["type"] == "page" and c["userId"] is None}
+    identified = {c["anonymousId"] for c in calls if c["type"] == "identify"}
+    assert anonymous and anonymous <= identified
+    subscribed = {s["metadata"]["organization_id"] for s in _stripe(sample, "subscriptions")}
+    upgraded = {c["properties"]["organization_id"] for c in calls if c.get("event") == "Plan Upgraded"}
+    assert upgraded <= subscribed
+
+
+def _nesting_mismatches(fixture: object, obj: object, path: str) -> set[str]:
+    """Paths where ``obj`` nests differently from the fixture: other keys in a dict (free-form
+    ``metadata`` aside) or another JSON type where neither is null."""
+    if isinstance(fixture, dict) and isinstance(obj, dict):
+        if path.endswith(".metadata"):
+            return set()
+        found = {path} if set(fixture) != set(obj) else set()
+        for key in fixture.keys() & obj.keys():
+            found |= _nesting_mismatches(fixture[key], obj[key], f"{path}.{key}")
+        return found
+    if isinstance(fixture, list) and isinstance(obj, list) and fixture and obj:
+        return _nesting_mismatches(fixture[0], obj[0], f"{path}[]")
+    numbers = (int, float)
+    if fixture is None or obj is None or (isinstance(fixture, numbers) and isinstance(obj, numbers)):
+        return set()
+    return set() if type(fixture) is type(obj) else {path}
+
+
+def test_stripe_objects_have_the_fixture_keys_and_nesting(sample: SampleSummary) -> None:
+    if not FIXTURES.exists():
+        pytest.skip("Stripe fixtures3.json reference not available")
+    resources = json.loads(FIXTURES.read_text())["resources"]
+    for stream, resource in STRIPE_RESOURCES.items():
+        objects = _stripe(sample, stream)
+        assert objects, stream
+        expected = set(resources[resource])
+        assert all(set(obj) == expected for obj in objects), stream
+        mismatches = set().union(
+            *(_nesting_mismatches(resources[resource], obj, resource) for obj in objects)
+        )
+        assert not mismatches, mismatches
+        assert {obj["object"] for obj in objects} == {resource}
+
+
+def test_stripe_ids_are_consistent(sample: SampleSummary) -> None:
+    streams = {stream: _stripe(sample, stream) for stream in STRIPE_RESOURCES}
+    assert dict(sample.stripe_records) == {stream: len(objects) for stream, objects in streams.items()}
+    ids = {stream: {obj["id"] for obj in objects} for stream, objects in streams.items()}
+    prefixes = {
+        "customers": "cus_",
+        "subscriptions": "sub_",
+        "invoices": "in_",
+        "charges": "ch_",
+        "refunds": "re_",
+    }
+    for stream, prefix in prefixes.items():
+        assert all(i.startswith(prefix) for i in ids[stream]) and len(ids[stream]) == len(streams[stream])
+    assert all(s["customer"] in ids["customers"] for s in streams["subscriptions"])
+    assert all(
+        i["customer"] in ids["customers"] and i["subscription"] in ids["subscriptions"]
+        for i in streams["invoices"]
+    )
+    assert all(c["metadata"]["invoice_id"] in ids["invoices"] for c in streams["charges"])
+    assert all(r["charge"] in ids["charges"] for r in streams["refunds"])
+    statuses = Counter(s["status"] for s in streams["subscriptions"])
+    assert {"active", "trialing", "canceled"} <= set(statuses)
+    assert {i["status"] for i in streams["invoices"]} >= {"paid", "open"}
+    for sub in streams["subscriptions"]:
+        price = sub["items"]["data"][0]["price"]
+        assert (
+            price["unit_amount"] in {2900, 9900, 49900, 29000, 99000, 499000} and price["currency"] == "usd"
+        )
+
+
+def test_cli_prints_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["--out", str(tmp_path), "--start", "2026-01-05", "--days", "1", "--events-per-day", "500"])
+    out = capsys.readouterr().out
+    assert "segment:" in out and "stripe customers:" in out
+    assert (tmp_path / "segment-logs" / "analytics_app" / "1767571200000").is_dir()
