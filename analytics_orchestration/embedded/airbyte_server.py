@@ -55,8 +55,6 @@ import hmac
 import io
 import json
 import logging
-import os
-import signal
 import sys
 import threading
 import time
@@ -65,13 +63,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -82,6 +78,7 @@ from analytics_orchestration.airbyte.config import (
     ConnectionConfig,
     load_connection_configs,
 )
+from analytics_orchestration.embedded.serving import required_env, run_app
 from analytics_orchestration.embedded.stack import s3_client
 
 logger = logging.getLogger("analytics_orchestration.embedded.airbyte_server")
@@ -616,23 +613,7 @@ def serve(
     app = create_app(
         connections, connection_ids, source_dir, s3_client_factory, bucket, client_id, client_secret
     )
-    if threading.current_thread() is threading.main_thread():
-        # uvicorn shuts down gracefully on these signals and then re-raises them with the handlers it
-        # found installed; these make that a normal return (exit status 0) instead of a kill.
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, _log_signal)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
-
-
-def _log_signal(signum: int, frame: FrameType | None) -> None:
-    logger.info("stopped by %s", signal.Signals(signum).name)
-
-
-def _required_env(name: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        sys.exit(f"airbyte_server: the environment variable {name} must be set")
-    return value
+    run_app(app, host, port)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -650,8 +631,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configs-dir", type=Path, default=INGESTION_CONFIGS_DIR)
     args = parser.parse_args(argv)
     connections = load_connection_configs(args.configs_dir)
-    env = {name: _required_env(name) for name in (*CREDENTIALS_ENV, *S3_ENV)}
-    connection_ids = {config.name: _required_env(config.connection_id_env) for config in connections}
+    env = {name: required_env(name, "airbyte_server") for name in (*CREDENTIALS_ENV, *S3_ENV)}
+    connection_ids = {
+        config.name: required_env(config.connection_id_env, "airbyte_server") for config in connections
+    }
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -42,9 +42,7 @@ import base64
 import hmac
 import json
 import logging
-import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -54,19 +52,19 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 
 import anyio
 import chdb
 import lz4.frame
-import uvicorn
 from backports import zstd
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+
+from analytics_orchestration.embedded.serving import required_env, run_app
 
 logger = logging.getLogger("analytics_orchestration.embedded.clickhouse_server")
 
@@ -797,23 +795,7 @@ async def _sweep_forever(engine: Engine) -> None:
 def serve(host: str, port: int, data_dir: Path, user: str, password: str) -> None:
     """Serve the endpoint on ``host``:``port`` until SIGTERM/SIGINT, then stop the engine cleanly."""
     app = create_app(data_dir, user, password)
-    if threading.current_thread() is threading.main_thread():
-        # uvicorn shuts down gracefully on these signals and then re-raises them with the handlers
-        # it found installed; these make that a normal return (exit status 0) instead of a kill.
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, _log_signal)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
-
-
-def _log_signal(signum: int, frame: FrameType | None) -> None:
-    logger.info("stopped by %s", signal.Signals(signum).name)
-
-
-def _required_env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        sys.exit(f"clickhouse_server: the environment variable {name} must be set")
-    return value
+    run_app(app, host, port)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -823,8 +805,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8123)
     parser.add_argument("--data-dir", type=Path, required=True)
     args = parser.parse_args(argv)
-    user = _required_env("CLICKHOUSE_USER")
-    password = _required_env("CLICKHOUSE_PASSWORD")
+    user = required_env("CLICKHOUSE_USER", "clickhouse_server")
+    password = required_env("CLICKHOUSE_PASSWORD", "clickhouse_server")
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
