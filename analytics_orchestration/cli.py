@@ -29,12 +29,14 @@ def _stack():
     return EmbeddedStack.at(embedded_stack_dir())
 
 
-def _start_stack() -> dict[str, str]:
+def _start_stack() -> bool:
+    """Start the embedded stack (if needed) and export its settings; True if it was already running."""
     if is_production():
         raise SystemExit("ANALYTICS_ENV=prod: the embedded stack is not used in production")
-    env = _stack().start()
-    os.environ.update(env)
-    return env
+    stack = _stack()
+    was_running = stack.is_running()
+    os.environ.update(stack.start())
+    return was_running
 
 
 def ensure_dagster_home() -> Path:
@@ -60,7 +62,8 @@ def prepare_dbt() -> Path:
 def cmd_stack(args: argparse.Namespace) -> int:
     stack = _stack()
     if args.action == "start":
-        env = _start_stack()
+        _start_stack()
+        env = os.environ
         print(f"embedded stack running; settings in {stack.env_file}")
         clickhouse = f"http://{env['CLICKHOUSE_HOST']}:{env['CLICKHOUSE_PORT']}"
         print(f"  ClickHouse {clickhouse}  user {env['CLICKHOUSE_USER']}")
@@ -128,7 +131,7 @@ def cmd_prepare(_: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
-    _start_stack()
+    was_running = _start_stack()
     start = args.start or _default_start(args.days)
     if args.archive_bucket:
         os.environ["SEGMENT_ARCHIVE_BUCKET"] = args.archive_bucket
@@ -145,20 +148,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with DagsterInstance.get() as instance:
         summary = run_main_job(defs, start, start + timedelta(days=args.days - 1), instance)
     print(summary.render())
-    if not args.keep_running:
+    if not (args.keep_running or was_running):
         _stack().stop()
     return 0 if summary.success and not summary.checks_failed else 1
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    _start_stack()
+    was_running = _start_stack()
     prepare_dbt()
     ensure_dagster_home()
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
     command = [
+        sys.executable,
+        "-m",
         "dagster",
         "dev",
         "-w",
-        str(PROJECT_ROOT / "workspace.yaml"),
+        workspace,
         "-h",
         "127.0.0.1",
         "-p",
@@ -169,7 +175,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        _stack().stop()
+        if not was_running:
+            _stack().stop()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -199,7 +206,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--archive-bucket", help="use an existing Segment archive in this bucket")
     demo.add_argument("--archive-prefix", default="segment-logs")
     demo.add_argument("--source-id", default="analytics_app")
-    demo.add_argument("--keep-running", action="store_true", help="leave the embedded stack running")
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the stack running (it is stopped only if demo started it)",
+    )
     demo.set_defaults(func=cmd_demo)
     dev = sub.add_parser("dev", help="embedded stack + dagster dev (UI on 127.0.0.1)")
     dev.add_argument("--port", type=int, default=3000)

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from analytics_orchestration.embedded.stack import EmbeddedStack, free_port
+from analytics_orchestration.embedded.stack import (
+    ARCHIVE_BUCKET,
+    ARCHIVE_PREFIX,
+    EmbeddedStack,
+    free_port,
+    s3_client,
+    upload_folder,
+)
+from analytics_orchestration.sample_data import SampleSummary, generate_sample
+
+SAMPLE_START = date(2026, 3, 2)
+SAMPLE_DAYS = 3
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +42,23 @@ def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedde
         stack.stop()
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def sample_input(embedded_stack: EmbeddedStack) -> SampleSummary:
+    """Three days of generated input: the Segment archive in S3, the Stripe records for Airbyte."""
+    summary = generate_sample(
+        embedded_stack.sample_dir,
+        start=SAMPLE_START,
+        days=SAMPLE_DAYS,
+        events_per_day=3_000,
+        seed=11,
+        segment_source_id=os.environ["SEGMENT_SOURCE_ID"],
+    )
+    upload_folder(
+        s3_client(dict(os.environ)),
+        embedded_stack.sample_dir / ARCHIVE_PREFIX,
+        ARCHIVE_BUCKET,
+        ARCHIVE_PREFIX,
+    )
+    return summary

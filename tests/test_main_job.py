@@ -3,42 +3,31 @@
 from __future__ import annotations
 
 import os
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
 from analytics_orchestration.cli import prepare_dbt
-from analytics_orchestration.embedded.stack import ARCHIVE_BUCKET, ARCHIVE_PREFIX, s3_client, upload_folder
+from analytics_orchestration.embedded.stack import ARCHIVE_PREFIX, s3_client
 from analytics_orchestration.main_run import RunSummary, run_main_job
-from analytics_orchestration.sample_data.generate import generate_sample
 from analytics_orchestration.segment.partitions import received_day_folder
+from tests.conftest import SAMPLE_DAYS, SAMPLE_START
 from tests.reference import jsonl_distinct_ids, segment_reference
 
-START = date(2026, 3, 2)
-DAYS = 3
+START, DAYS = SAMPLE_START, SAMPLE_DAYS
 STRIPE_STREAMS = ("customers", "subscriptions", "invoices", "charges", "refunds")
 
 
 @pytest.fixture(scope="module")
-def pipeline(embedded_stack):
-    """Sample input in S3, the dbt manifest, the definitions and one completed main-job run."""
-    summary = generate_sample(
-        embedded_stack.sample_dir, start=START, days=DAYS, events_per_day=3_000, seed=11,
-        segment_source_id=os.environ["SEGMENT_SOURCE_ID"],
-    )  # fmt: skip
-    upload_folder(
-        s3_client(dict(os.environ)),
-        embedded_stack.sample_dir / ARCHIVE_PREFIX,
-        ARCHIVE_BUCKET,
-        ARCHIVE_PREFIX,
-    )
+def pipeline(sample_input):
+    """The dbt manifest, the definitions and one completed main-job run over the sample days."""
     prepare_dbt()
     from analytics_orchestration.definitions import defs
 
     instance = DagsterInstance.ephemeral()
     first = run_main_job(defs, START, START + timedelta(days=DAYS - 1), instance)
-    return {"defs": defs, "instance": instance, "sample": summary, "first": first}
+    return {"defs": defs, "instance": instance, "sample": sample_input, "first": first}
 
 
 def _client():

@@ -57,7 +57,19 @@ class EmbeddedStack:
 
     @classmethod
     def at(cls, directory: Path, ports: dict[str, int] | None = None) -> EmbeddedStack:
-        return cls(directory=directory.resolve(), ports=dict(ports or DEFAULT_PORTS))
+        """The stack in ``directory``: given ports, else those of its ``stack.env``, else defaults."""
+        if ports is None:
+            written = read_env_file(directory / "stack.env")
+            ports = dict(DEFAULT_PORTS)
+            if written:
+                ports["clickhouse"] = int(written["CLICKHOUSE_PORT"])
+                ports["s3"] = int(written["S3_ENDPOINT_URL"].rsplit(":", 1)[1])
+                ports["airbyte"] = int(written["AIRBYTE_API_URL"].rsplit(":", 1)[1].split("/")[0])
+        return cls(directory=directory.resolve(), ports=dict(ports))
+
+    def is_running(self) -> bool:
+        """True when every service's process is alive."""
+        return all(self.running_pid(service) for service in self.ports)
 
     @property
     def env_file(self) -> Path:

@@ -1,0 +1,77 @@
+"""`analytics-orchestration dev` serves the Dagster UI on the embedded stack; runs launched from it work."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from dagster import DagsterRunStatus
+from dagster_graphql import DagsterGraphQLClient
+
+from analytics_orchestration.cli import prepare_dbt
+from analytics_orchestration.embedded.stack import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSET_KEYS = "query { assetNodes { assetKey { path } } }"
+
+
+def _wait_for(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"{url} did not answer within {seconds} s")
+
+
+def test_dev_shows_the_asset_graph_and_runs_a_job(embedded_stack, sample_input, tmp_path):
+    prepare_dbt()
+    port = free_port()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
+    log = (tmp_path / "dev.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "analytics_orchestration.cli", "dev", "--port", str(port)],
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/server_info", 180)
+        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+        deadline = time.monotonic() + 120
+        while True:  # the code location loads in the background after the server answers
+            nodes = client._execute(ASSET_KEYS).get("assetNodes", [])
+            if nodes or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        keys = {"/".join(node["assetKey"]["path"]) for node in nodes}
+        assert {"raw_segment/events", "raw_stripe/customers", "marts/daily_active_users"} <= keys
+
+        run_id = client.submit_job_execution(
+            "stripe_sync_job",
+            repository_location_name="analytics_orchestration",
+            repository_name="__repository__",
+        )
+        deadline = time.monotonic() + 240
+        status = client.get_run_status(run_id)
+        while (
+            status not in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) and time.monotonic() < deadline
+        ):
+            time.sleep(2)
+            status = client.get_run_status(run_id)
+        assert status == DagsterRunStatus.SUCCESS, (tmp_path / "dev.log").read_text()[-20000:]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+        log.close()
+    assert embedded_stack.is_running(), "dev must leave a stack it did not start running"
