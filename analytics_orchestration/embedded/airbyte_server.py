@@ -598,24 +598,6 @@ def create_app(
     )
 
 
-def serve(
-    host: str,
-    port: int,
-    connections: list[ConnectionConfig],
-    connection_ids: dict[str, str],
-    source_dir: Path,
-    s3_client_factory: Callable[[], Any],
-    bucket: str,
-    client_id: str,
-    client_secret: str,
-) -> None:
-    """Serve :func:`create_app` on ``host``:``port`` until SIGTERM/SIGINT (blocking)."""
-    app = create_app(
-        connections, connection_ids, source_dir, s3_client_factory, bucket, client_id, client_secret
-    )
-    run_app(app, host, port)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point.
 
@@ -638,9 +620,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    serve(
-        args.host,
-        args.port,
+    app = create_app(
         connections,
         connection_ids,
         args.source_dir,
@@ -649,6 +629,7 @@ def main(argv: list[str] | None = None) -> None:
         env["AIRBYTE_CLIENT_ID"],
         env["AIRBYTE_CLIENT_SECRET"],
     )
+    run_app(app, args.host, args.port)
 
 
 if __name__ == "__main__":
