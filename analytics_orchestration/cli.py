@@ -17,6 +17,7 @@ import argparse
 import os
 import subprocess
 import sys
+import warnings
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate_sample(start: date, days: int, events_per_day: int, seed: int) -> None:
+def _generate_sample(start: date, days: int, events_per_day: int, seed: int, upload: bool = True) -> None:
     from analytics_orchestration.embedded.stack import (
         ARCHIVE_BUCKET,
         ARCHIVE_PREFIX,
@@ -92,13 +93,15 @@ def _generate_sample(start: date, days: int, events_per_day: int, seed: int) -> 
         stack.sample_dir, start=start, days=days, events_per_day=events_per_day, seed=seed,
         segment_source_id=os.environ["SEGMENT_SOURCE_ID"],
     )  # fmt: skip
+    print(f"sample: {summary.days[0]}..{summary.days[-1]}, Stripe records {summary.stripe_records}")
+    if not upload:
+        return
     files, size = upload_folder(
         s3_client(dict(os.environ)), stack.sample_dir / ARCHIVE_PREFIX, ARCHIVE_BUCKET, ARCHIVE_PREFIX
     )
     print(
-        f"sample: {len(summary.days)} days from {start}, {summary.segment_lines} Segment lines in "
-        f"{files} files ({size} bytes) uploaded to s3://{ARCHIVE_BUCKET}/{ARCHIVE_PREFIX}/; "
-        f"Stripe records {summary.stripe_records}"
+        f"sample: {summary.segment_lines} Segment lines in {files} files ({size} bytes) "
+        f"uploaded to s3://{ARCHIVE_BUCKET}/{ARCHIVE_PREFIX}/"
     )
 
 
@@ -129,7 +132,9 @@ def cmd_prepare(_: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dagster import DagsterInstance
+    from dagster import BetaWarning, DagsterInstance
+
+    warnings.filterwarnings("ignore", category=BetaWarning)  # keep the summary readable
 
     was_running = _start_stack()
     start = args.start or _default_start(args.days)
@@ -137,7 +142,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ["SEGMENT_ARCHIVE_BUCKET"] = args.archive_bucket
         os.environ["SEGMENT_ARCHIVE_PREFIX"] = args.archive_prefix
         os.environ["SEGMENT_SOURCE_ID"] = args.source_id
-        _generate_sample(start, args.days, events_per_day=100, seed=args.seed)  # Stripe source only
+        # The Stripe source records still come from the generator; the archive is the user's.
+        _generate_sample(start, args.days, args.events_per_day, args.seed, upload=False)
     else:
         _generate_sample(start, args.days, args.events_per_day, args.seed)
     prepare_dbt()

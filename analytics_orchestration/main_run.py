@@ -46,6 +46,9 @@ class RunSummary:
             )
             rows = "-" if item.rows is None else str(item.rows)
             lines.append(f"{name:<44} {span:<26} {rows:>10}")
+        lines.append(
+            "rows: what loaders wrote in this run; for dbt tables, their rows after it; '-' for views"
+        )
         lines.append("")
         lines.append(f"asset checks: {self.checks_passed} passed, {len(self.checks_failed)} failed")
         lines.extend(f"  failed: {name}" for name in self.checks_failed)

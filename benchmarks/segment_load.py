@@ -30,7 +30,7 @@ from analytics_orchestration.embedded.stack import (
     s3_client,
     upload_folder,
 )
-from analytics_orchestration.sample_data import generate_sample
+from analytics_orchestration.sample_data.generate import generate_sample
 from analytics_orchestration.segment.assets import load_day
 from analytics_orchestration.segment.resource import SegmentArchiveResource
 from analytics_orchestration.storage.s3 import S3Resource

@@ -17,7 +17,7 @@ from analytics_orchestration.embedded.stack import (
     s3_client,
     upload_folder,
 )
-from analytics_orchestration.sample_data import SampleSummary, generate_sample
+from analytics_orchestration.sample_data.generate import SampleSummary, generate_sample
 
 SAMPLE_START = date(2026, 3, 2)
 SAMPLE_DAYS = 3

@@ -1,5 +1,4 @@
-"""Deterministic sample input for the stack: a Segment S3 archive and Stripe source objects."""
+"""Deterministic sample input for the stack: a Segment S3 archive and Stripe source objects.
 
-from .generate import SampleSummary, generate_sample
-
-__all__ = ["SampleSummary", "generate_sample"]
+Entry point: :func:`analytics_orchestration.sample_data.generate.generate_sample`.
+"""
