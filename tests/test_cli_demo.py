@@ -1,0 +1,59 @@
+"""`analytics-orchestration demo`, the README's first command, on a private embedded stack."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analytics_orchestration.embedded.stack import EmbeddedStack, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo_stack(tmp_path_factory):
+    """A stack of its own (so the demo's days never mix with other tests' tables), left to the demo."""
+    directory = tmp_path_factory.mktemp("demo_stack")
+    stack = EmbeddedStack.at(directory, {name: free_port() for name in ("clickhouse", "s3", "airbyte")})
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def _demo(stack: EmbeddedStack, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    stack_variables = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "ANALYTICS_ENV", "EMBEDDED_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(stack_variables)}
+    env.update({"EMBEDDED_STACK_DIR": str(stack.directory), "DAGSTER_HOME": str(home)})
+    return subprocess.run(
+        [sys.executable, "-m", "analytics_orchestration.cli", "demo", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_demo_runs_the_main_job_and_prints_a_summary(demo_stack, tmp_path):
+    result = _demo(demo_stack, tmp_path, "--start", "2026-04-06", "--days", "2", "--events-per-day", "2000")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ": SUCCESS" in result.stdout
+    for line in ("raw_segment/events", "marts/daily_active_users"):
+        assert "2026-04-06..2026-04-07 (2)" in next(
+            x for x in result.stdout.splitlines() if x.startswith(line)
+        )
+    assert "asset checks:" in result.stdout and ", 0 failed" in result.stdout
+    assert demo_stack.is_running(), "demo must not stop a stack it did not start"
+
+
+def test_demo_exits_non_zero_when_an_asset_fails(demo_stack, tmp_path):
+    result = _demo(
+        demo_stack, tmp_path, "--archive-bucket", "segment-archive", "--archive-prefix", "no-such-prefix",
+        "--source-id", "nobody", "--start", "2026-04-06", "--days", "1", "--events-per-day", "500",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert ": FAILURE" in result.stdout
