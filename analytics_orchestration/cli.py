@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -89,6 +90,7 @@ def _generate_sample(start: date, days: int, events_per_day: int, seed: int, upl
     from analytics_orchestration.sample_data.generate import generate_sample
 
     stack = _stack()
+    shutil.rmtree(stack.sample_dir, ignore_errors=True)  # the sample is exactly what this run generates
     summary = generate_sample(
         stack.sample_dir, start=start, days=days, events_per_day=events_per_day, seed=seed,
         segment_source_id=os.environ["SEGMENT_SOURCE_ID"],
@@ -196,7 +198,9 @@ def _parser() -> argparse.ArgumentParser:
     def days_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--start", type=date.fromisoformat, help="first received day (UTC); default: DAYS ago")
         p.add_argument("--days", type=int, default=7, help="received days (default 7, ending yesterday)")
-        p.add_argument("--events-per-day", type=int, default=20_000, help="Segment lines per day")
+        p.add_argument(
+            "--events-per-day", type=int, default=20_000, help="Segment lines per weekday (weekends ~35%%)"
+        )
         p.add_argument("--seed", type=int, default=7)
 
     sample = sub.add_parser("sample", help="generate sample input into the embedded S3")
