@@ -130,11 +130,19 @@ class EmbeddedStack:
         return self.directory / "run" / f"{service}.pid"
 
     def running_pid(self, service: str) -> int | None:
-        """The pid of ``service`` if its process is alive."""
+        """The pid of ``service`` if its process is alive (an exited child of ours is reaped)."""
         try:
             pid = int(self._pid_file(service).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                return None
+        except ChildProcessError:
+            pass  # started by another process: only its existence can be checked
+        try:
             os.kill(pid, 0)
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        except (ProcessLookupError, PermissionError):
             return None
         return pid
 
