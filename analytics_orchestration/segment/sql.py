@@ -79,12 +79,13 @@ REJECT_REASON = f"""multiIf(
 
 
 def stage_lines_sql(database: str, stage: str, s3_source_sql: str) -> list[str]:
-    """Copy every archive line of one day into ``<database>.<stage>`` (one S3 read)."""
+    """Copy every archive line of one day into ``<database>.<stage>`` with its reject reason
+    (``''`` for a valid call), reading S3 and validating each line once."""
     return [
         f"DROP TABLE IF EXISTS {database}.{stage}",
-        f"CREATE TABLE {database}.{stage} (line String, source_file String) "
+        f"CREATE TABLE {database}.{stage} (line String, source_file String, reason LowCardinality(String)) "
         "ENGINE = MergeTree ORDER BY tuple()",
-        f"INSERT INTO {database}.{stage} SELECT line, _path FROM {s3_source_sql}",
+        f"INSERT INTO {database}.{stage} SELECT line, _path, {REJECT_REASON} FROM {s3_source_sql}",
     ]
 
 
@@ -108,7 +109,7 @@ def insert_events_sql(database: str, target: str, stage: str) -> str:
             JSONExtractRaw(line, 'context') AS context,
             source_file
         FROM {database}.{stage}
-        WHERE {REJECT_REASON} = ''
+        WHERE reason = ''
         ORDER BY received_at, source_file
         LIMIT 1 BY message_id
     """
@@ -118,7 +119,7 @@ def insert_rejects_sql(database: str, target: str, stage: str) -> str:
     """Copy the invalid staged lines of day ``{day:Date}`` into ``target`` with their reason."""
     return f"""
         INSERT INTO {database}.{target}
-        SELECT {{day:Date}}, source_file, line, {REJECT_REASON} AS reason
+        SELECT {{day:Date}}, source_file, line, reason
         FROM {database}.{stage}
         WHERE reason != ''
     """
