@@ -11,7 +11,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from moto.server import ThreadedMotoServer
 from analytics_orchestration.airbyte.client import AirbyteClient, AirbyteSyncError
 from analytics_orchestration.airbyte.config import INGESTION_CONFIGS_DIR, load_connection_configs
 from analytics_orchestration.embedded.airbyte_server import create_app, iso_duration
+from analytics_orchestration.embedded.stack import free_port, port_open
 
 HOST = "127.0.0.1"
 BUCKET = "lake"
@@ -76,17 +76,6 @@ def _records(stream: str) -> list[dict]:
     if stream == "customers":
         return CUSTOMERS
     return [{"id": f"{stream}_{i}", "amount": 100 * i, "items": [{"n": i}]} for i in range(1, 3)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex((HOST, port)) == 0
 
 
 def write_sources(source_dir: Path) -> None:

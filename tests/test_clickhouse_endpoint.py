@@ -10,7 +10,6 @@ import datetime as dt
 import multiprocessing
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
+
+from analytics_orchestration.embedded.stack import free_port
 
 HOST = "127.0.0.1"
 USER = "endpoint_tester"
@@ -51,12 +52,6 @@ class Endpoint:
         return clickhouse_connect.get_client(
             host=HOST, port=self.port, username=self.user, password=self.password, **kwargs
         )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def start_endpoint(data_dir: Path, password: str, port: int | None = None) -> Endpoint:

@@ -13,10 +13,7 @@ from pathlib import Path
 import pytest
 from dbt.cli.main import dbtRunner
 
-try:  # tests/ as a package (python -m pytest, or an __init__.py) or as a plain directory on sys.path
-    from tests.test_clickhouse_endpoint import HOST, Endpoint, start_endpoint, stop_endpoint
-except ModuleNotFoundError:
-    from test_clickhouse_endpoint import HOST, Endpoint, start_endpoint, stop_endpoint
+from tests.test_clickhouse_endpoint import HOST, Endpoint, start_endpoint, stop_endpoint
 
 PROJECT_DIR = Path(__file__).parent / "dbt_endpoint_project"
 SCHEMA = "dbt_endpoint_test"

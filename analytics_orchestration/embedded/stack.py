@@ -42,7 +42,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
+    """True when something accepts TCP connections on 127.0.0.1:``port``."""
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((HOST, port)) == 0
@@ -160,7 +161,7 @@ class EmbeddedStack:
         for service, command in self._commands().items():
             if self.running_pid(service):
                 continue
-            if _port_open(self.ports[service]):
+            if port_open(self.ports[service]):
                 raise RuntimeError(f"port {self.ports[service]} for {service} is taken by another process")
             log = open(self.directory / "run" / f"{service}.log", "ab")  # noqa: SIM115 (child keeps it)
             process = subprocess.Popen(
@@ -175,7 +176,7 @@ class EmbeddedStack:
     def _wait_for(self, service: str, port: int) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
-            if _port_open(port):
+            if port_open(port):
                 return
             if not self.running_pid(service):
                 break
