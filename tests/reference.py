@@ -12,6 +12,11 @@ from pathlib import Path
 
 VALID_TYPES = {"track", "identify", "page", "screen", "group", "alias"}
 ACTIVITY_TYPES = {"track", "page", "screen"}
+REQUIRED_BY_TYPE = (
+    ("track", "event", "track without event"),
+    ("group", "groupId", "group without groupId"),
+    ("alias", "previousId", "alias without previousId"),
+)
 
 
 def _parse_time(value: object) -> datetime | None:
@@ -28,13 +33,13 @@ def _id(call: dict, field_name: str) -> str | None:
     value = call.get(field_name)
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float, str)):
+    if isinstance(value, (int, str)):
         return str(value) or None
     return None
 
 
 def reject_reason(line: str) -> str:
-    """Why an archive line is not a valid Segment call ('' when it is)."""
+    """Why an archive line is not a valid Segment call ('' when it is), by Segment's Spec."""
     try:
         call = json.loads(line)
     except ValueError:
@@ -43,7 +48,8 @@ def reject_reason(line: str) -> str:
         return "not a JSON object"
     if not _id(call, "messageId"):
         return "missing messageId"
-    if call.get("type") not in VALID_TYPES:
+    kind = call.get("type")
+    if kind not in VALID_TYPES:
         return "unknown type"
     if _parse_time(call.get("timestamp")) is None:
         return "missing or unparseable timestamp"
@@ -51,39 +57,48 @@ def reject_reason(line: str) -> str:
         return "missing or unparseable receivedAt"
     if not _id(call, "userId") and not _id(call, "anonymousId"):
         return "missing userId and anonymousId"
+    for needs, field_name, reason in REQUIRED_BY_TYPE:
+        if kind == needs and not (isinstance(call.get(field_name), str) and call[field_name]):
+            return reason
     return ""
 
 
 @dataclass
 class SegmentReference:
-    """Per received day: distinct valid messageIds and rejected lines; per activity day: DAU."""
+    """Per received day: valid lines (duplicate deliveries included) and rejected lines with their
+    reasons; across days: distinct calls; per activity day: DAU of the distinct calls."""
 
     events_per_day: dict[date, int] = field(default_factory=dict)
     rejects_per_day: Counter = field(default_factory=Counter)
+    reasons: dict[tuple[str, int], str] = field(default_factory=dict)
     distinct_calls: int = 0
     dau: dict[date, int] = field(default_factory=dict)
 
 
 def segment_reference(archive_dir: Path, day_for_folder: dict[str, date]) -> SegmentReference:
-    """Read every ``<received-day>/*.gz`` under ``archive_dir`` (a source's folder) line by line."""
+    """Read every ``<received-day>/*.gz`` under ``archive_dir`` (a source's folder) line by line.
+
+    ``reasons`` maps ``(path relative to archive_dir, 1-based line number)`` to each reject's reason.
+    """
     ref = SegmentReference()
-    per_day_ids: dict[date, set[str]] = defaultdict(set)
+    valid: Counter = Counter()
     first_seen: dict[str, dict] = {}
     for folder, day in sorted(day_for_folder.items(), key=lambda item: item[1]):
         for path in sorted((archive_dir / folder).glob("*.gz")):
             with gzip.open(path, "rt", encoding="utf-8") as handle:
-                for line in handle:
+                for number, line in enumerate(handle, start=1):
                     line = line.rstrip("\n")
                     if not line:
                         continue
-                    if reject_reason(line):
+                    reason = reject_reason(line)
+                    if reason:
                         ref.rejects_per_day[day] += 1
+                        ref.reasons[(path.relative_to(archive_dir).as_posix(), number)] = reason
                         continue
                     call = json.loads(line)
-                    message_id = _id(call, "messageId")
-                    per_day_ids[day].add(message_id)
-                    first_seen.setdefault(message_id, call)
-    ref.events_per_day = {day: len(ids) for day, ids in per_day_ids.items()}
+                    valid[day] += 1
+                    first_seen.setdefault(_id(call, "messageId"), call)
+    ref.events_per_day = dict(valid)
     ref.distinct_calls = len(first_seen)
     users: dict[date, set[str]] = defaultdict(set)
     for call in first_seen.values():

@@ -70,7 +70,7 @@ def test_segment_rows_and_rejects_match_the_raw_archive(pipeline, embedded_stack
     assert events == ref.events_per_day
     assert rejects == dict(ref.rejects_per_day)
     assert sum(ref.rejects_per_day.values()) > 0, "the sample should carry malformed lines"
-    assert client.command("SELECT count() FROM staging.stg_segment__events") == ref.distinct_calls
+    assert client.command("SELECT count() FROM staging.stg_segment__events FINAL") == ref.distinct_calls
 
 
 def test_daily_active_users_match_the_raw_json(pipeline, embedded_stack):
@@ -95,7 +95,7 @@ def test_rerunning_the_same_partitions_changes_no_count(pipeline, embedded_stack
     queries = [
         "SELECT count() FROM raw_segment.events",
         "SELECT count() FROM raw_segment.rejects",
-        "SELECT count() FROM staging.stg_segment__events",
+        "SELECT count() FROM staging.stg_segment__events FINAL",
         "SELECT sum(active_users), count() FROM marts.daily_active_users",
         *(f"SELECT count() FROM raw_stripe.{s} FINAL" for s in STRIPE_STREAMS),
     ]
@@ -106,19 +106,19 @@ def test_rerunning_the_same_partitions_changes_no_count(pipeline, embedded_stack
     assert [client.query(q).result_rows for q in queries] == before
 
 
-def test_a_day_without_archive_files_fails_and_leaves_clickhouse_as_it_was(pipeline):
+def test_a_day_without_archive_files_is_a_day_with_zero_events(pipeline):
     client = _client()
     before = client.query(
         "SELECT received_date, count() FROM raw_segment.events GROUP BY 1 ORDER BY 1"
     ).result_rows
     missing = START + timedelta(days=DAYS + 5)
     job = pipeline["defs"].resolve_job_def("segment_daily_job")
-    result = job.execute_in_process(
-        instance=pipeline["instance"], partition_key=missing.isoformat(), raise_on_error=False
-    )
-    assert not result.success
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "no Segment archive files" in str(failure.step_failure_data.error)
+    result = job.execute_in_process(instance=pipeline["instance"], partition_key=missing.isoformat())
+    assert result.success
+    metadata = result.asset_materializations_for_node("raw_segment__events")[0].metadata
+    assert metadata["dagster/row_count"].value == 0
+    assert metadata["archive_files"].value == 0
+    assert metadata["days_without_files"].value == [missing.isoformat()]
     after = client.query(
         "SELECT received_date, count() FROM raw_segment.events GROUP BY 1 ORDER BY 1"
     ).result_rows

@@ -5,6 +5,10 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 from dagster import ConfigurableResource
 
+# Dagster pool of every asset that bulk-loads into ClickHouse: its limit (dagster.yaml,
+# ``concurrency.pools``) caps how many loads run at once across all runs and backfills.
+CLICKHOUSE_LOAD_POOL = "clickhouse_load"
+
 
 class ClickHouseUnreachableError(ConnectionError):
     """ClickHouse did not answer at the configured host and port."""

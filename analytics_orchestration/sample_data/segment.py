@@ -17,8 +17,9 @@ Deliberate archive imperfections, per call of the day (rates are probabilities):
   before the received day;
 * duplicate deliveries (``DUPLICATE_RATE``): the same call (same messageId) delivered again, with
   ``NEXT_DAY_SHARE`` of them on the next received day;
-* malformed lines (``MALFORMED_RATE``): truncated JSON, a call without ``messageId``, or a call whose
-  ``timestamp`` is a JavaScript ``Date.toString()`` value, in equal shares.
+* malformed lines (exactly ``MALFORMED_RATE`` of the day's calls, rounded): truncated JSON, a call
+  without ``messageId``, or a call whose ``timestamp`` is a JavaScript
+  ``Date.toString()`` value, in equal shares.
 """
 
 from __future__ import annotations
@@ -358,7 +359,12 @@ def write_day(
     duplicate = rng.random(n) < DUPLICATE_RATE
     next_day = duplicate & (rng.random(n) < NEXT_DAY_SHARE)
     same_day = np.flatnonzero(duplicate & ~next_day)
-    malformed = np.where(~duplicate & (rng.random(n) < MALFORMED_RATE), rng.integers(0, 3, size=n), -1)
+    # Exactly round(n * MALFORMED_RATE) malformed lines, so a day's rejected share never exceeds the
+    # loader's default warning share (0.1%) by chance.
+    malformed = np.full(n, -1)
+    candidates = np.flatnonzero(~duplicate)
+    bad = rng.choice(candidates, size=min(len(candidates), round(n * MALFORMED_RATE)), replace=False)
+    malformed[bad] = rng.integers(0, 3, size=len(bad))
 
     redelivered = np.minimum(
         timing.received[same_day] + rng.integers(1_000, 900_000, size=len(same_day)), d0 + DAY_MS - 1

@@ -1,119 +1,282 @@
-"""Segment events loaded from Segment's S3 archive into ClickHouse, one received day per partition."""
+"""Segment events loaded from Segment's S3 archive into ClickHouse, one received day per partition.
 
+A run covers any range of received days (a backfill of two years is one run). Each day is loaded on
+its own and atomically: its lines are parsed into a fresh staging table, checked against the reject
+limits, then swapped in with one ``ALTER TABLE ... REPLACE PARTITION`` that replaces the day's events
+and rejects together. A day without archive files is a day with zero events. A day over the reject
+limits is left as it was, the other days of the range still load, and the run then fails naming it.
+"""
+
+import statistics
+import uuid
+from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 
+from clickhouse_connect.driver.client import Client
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     BackfillPolicy,
+    Backoff,
+    Config,
     Failure,
     MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
     asset,
 )
+from pydantic import Field
 
-from analytics_orchestration.clickhouse.resource import ClickHouseResource
+from analytics_orchestration.clickhouse.resource import CLICKHOUSE_LOAD_POOL, ClickHouseResource
 from analytics_orchestration.segment import sql
 from analytics_orchestration.segment.partitions import segment_daily_partitions
 from analytics_orchestration.segment.resource import SegmentArchiveResource
 from analytics_orchestration.storage.s3 import S3Resource
 
-RAW_DATABASE = "raw_segment"
+EVENTS_KEY = [sql.DATABASE, "events"]
+REJECTED_SHARE_CHECK = "rejected_share"
+DAILY_VOLUME_CHECK = "daily_volume"
+TRAILING_DAYS = 7
 
 
-def load_day(clickhouse_client, s3: S3Resource, archive: SegmentArchiveResource, day: date) -> dict[str, int]:
-    """Replace partition ``day`` of ``raw_segment.events`` and ``raw_segment.rejects`` from the archive.
+class SegmentLoadConfig(Config):
+    """Limits of a Segment day load (shares are fractions of a day's or a file's non-empty lines)."""
 
-    The day's lines are staged once, parsed into staging tables, then swapped in with
-    ``ALTER TABLE ... REPLACE PARTITION`` (atomic per table), so a failure leaves the previous
-    partition in place and a re-run gives the same rows.
+    reject_warn_share: float = Field(
+        default=0.001, ge=0, le=1, description="the rejected_share check fails above this share of a day"
+    )
+    reject_fail_share: float = Field(
+        default=0.05, ge=0, le=1, description="a day's load fails, leaving the day as it was, above this"
+    )
+    file_fail_share: float = Field(
+        default=0.5, ge=0, le=1, description="a day's load fails if one file has more rejects than this"
+    )
+    min_volume_fraction: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="the daily_volume check warns when a day's events fall below this fraction of the "
+        "median of the 7 days before it",
+    )
 
-    Returns:
-        ``{"files", "bytes", "lines", "events", "rejects"}`` counts for the day.
+
+@dataclass(frozen=True)
+class DayLoad:
+    """What one received day's load found: archive files, bytes (compressed), non-empty lines, valid
+    calls (events, duplicate deliveries included) and rejected lines."""
+
+    day: date
+    files: int
+    bytes: int
+    lines: int
+    events: int
+    rejects: int
+
+    def counts(self) -> dict[str, int]:
+        """Every count of the load, by name."""
+        return {k: v for k, v in asdict(self).items() if k != "day"}
+
+    @property
+    def rejected_share(self) -> float:
+        return self.rejects / self.lines if self.lines else 0.0
+
+
+class RejectLimitError(Exception):
+    """A day's archive has too many malformed lines to load; the day was left as it was."""
+
+
+def _reject_limit_breach(file_counts: list[tuple[str, int, int]], limits: SegmentLoadConfig) -> str | None:
+    """Why a day's ``(object_key, lines, rejects)`` counts breach ``limits``, or None when they do not."""
+    lines = sum(count for _, count, _ in file_counts)
+    rejects = sum(bad for _, _, bad in file_counts)
+    if lines and rejects / lines > limits.reject_fail_share:
+        return f"{rejects} of {lines} lines rejected, above the limit of {limits.reject_fail_share:.2%}"
+    for key, count, bad in file_counts:
+        if count and bad / count > limits.file_fail_share:
+            return f"{bad} of {count} lines of s3 object {key} rejected (a corrupt file?)"
+    return None
+
+
+def load_day(
+    client: Client,
+    s3: S3Resource,
+    archive: SegmentArchiveResource,
+    day: date,
+    limits: SegmentLoadConfig | None = None,
+) -> DayLoad:
+    """Replace received day ``day`` (UTC) of ``raw_segment.archive_lines`` from the archive.
+
+    Every ``*.gz`` object under the day's prefix is read once with ``s3()`` (``LineAsString``), each
+    line parsed once into a staging table shaped like ``archive_lines``, and the staging table swapped
+    in with ``ALTER TABLE ... REPLACE PARTITION`` (the day's events and rejects at once). No files:
+    the day is replaced by an empty one (zero events). A re-run gives the same rows.
 
     Raises:
-        Failure: the archive has no file for ``day``.
+        RejectLimitError: the day breaches ``limits`` (default :class:`SegmentLoadConfig`); the
+            day's partition is left as it was.
+        clickhouse_connect.driver.exceptions.DatabaseError: ClickHouse refused a statement; the day's
+            partition is left as it was.
     """
+    limits = limits or SegmentLoadConfig()
     prefix = archive.day_prefix(day)
     objects = s3.list_keys(archive.bucket, prefix)
-    if not objects:
-        raise Failure(f"no Segment archive files under s3://{archive.bucket}/{prefix} for {day}")
-    source = s3.clickhouse_source(archive.bucket, f"{prefix}*.gz", "LineAsString")
-    suffix = day.strftime("%Y%m%d")
-    stage, events_stage, rejects_stage = (f"_lines_{suffix}", f"_events_{suffix}", f"_rejects_{suffix}")
+    db = sql.DATABASE
+    stage = f"_load_{day:%Y%m%d}_{uuid.uuid4().hex[:8]}"
     day_param = {"day": day.isoformat()}
-    db = RAW_DATABASE
     for statement in sql.create_tables_sql(db):
-        clickhouse_client.command(statement)
+        client.command(statement)
+    client.command(f"CREATE TABLE {db}.{stage} AS {db}.{sql.LINES_TABLE}")
     try:
-        for statement in sql.stage_lines_sql(db, stage, source.sql):
-            clickhouse_client.command(statement, parameters=source.parameters)
-        for target, like in ((events_stage, "events"), (rejects_stage, "rejects")):
-            clickhouse_client.command(f"DROP TABLE IF EXISTS {db}.{target}")
-            clickhouse_client.command(f"CREATE TABLE {db}.{target} AS {db}.{like}")
-        clickhouse_client.command(sql.insert_events_sql(db, events_stage, stage), parameters=day_param)
-        clickhouse_client.command(sql.insert_rejects_sql(db, rejects_stage, stage), parameters=day_param)
-        for target, like in ((events_stage, "events"), (rejects_stage, "rejects")):
-            clickhouse_client.command(
-                f"ALTER TABLE {db}.{like} REPLACE PARTITION {{day:Date}} FROM {db}.{target}",
-                parameters=day_param,
-                # A day with no rejects must still clear the old ones (ClickHouse 26.x refuses an
-                # empty source by default; older servers ignore the unknown setting).
-                settings={"allow_replace_partition_from_empty_source": 1},
+        file_counts: list[tuple[str, int, int]] = []
+        if objects:
+            source = s3.clickhouse_source(archive.bucket, f"{prefix}*.gz", "LineAsString")
+            client.command(
+                sql.load_lines_sql(db, stage, source.sql),
+                parameters={**source.parameters, **day_param, "bucket": archive.bucket},
             )
-        counts = clickhouse_client.query(
-            f"""SELECT
-                    (SELECT count() FROM {db}.{stage}),
-                    (SELECT count() FROM {db}.events WHERE received_date = {{day:Date}}),
-                    (SELECT count() FROM {db}.rejects WHERE received_date = {{day:Date}})""",
+            file_counts = [tuple(row) for row in client.query(sql.file_counts_sql(db, stage)).result_rows]
+        breach = _reject_limit_breach(file_counts, limits)
+        if breach:
+            raise RejectLimitError(f"received day {day}: {breach}; the day was left as it was")
+        client.command(
+            f"ALTER TABLE {db}.{sql.LINES_TABLE} REPLACE PARTITION {{day:Date}} FROM {db}.{stage}",
             parameters=day_param,
-        ).first_row
+            # A day with no files must still clear what was there (ClickHouse 26.x refuses an empty
+            # source by default; older servers ignore the unknown setting).
+            settings={"allow_replace_partition_from_empty_source": 1},
+        )
     finally:
-        for table in (stage, events_stage, rejects_stage):
-            clickhouse_client.command(f"DROP TABLE IF EXISTS {db}.{table}")
-    return {
-        "files": len(objects),
-        "bytes": sum(size for _, size in objects),
-        "lines": int(counts[0]),
-        "events": int(counts[1]),
-        "rejects": int(counts[2]),
-    }
+        client.command(f"DROP TABLE IF EXISTS {db}.{stage}")
+    lines = sum(count for _, count, _ in file_counts)
+    rejects = sum(bad for _, _, bad in file_counts)
+    return DayLoad(day, len(objects), sum(size for _, size in objects), lines, lines - rejects, rejects)
+
+
+def volume_shortfalls(
+    client: Client, days: list[date], fraction: float
+) -> tuple[list[dict[str, object]], int]:
+    """Days of ``days`` whose valid calls fall below ``fraction`` of the median of the 7 calendar
+    days before each (days never loaded count as 0), and how many days had any history to compare.
+
+    Returns:
+        ``([{"day", "events", "trailing_median"}, ...], days compared)``.
+    """
+    first, last = min(days) - timedelta(days=TRAILING_DAYS), max(days)
+    counts = dict(
+        client.query(
+            sql.daily_volume_sql(), parameters={"first": first.isoformat(), "last": last.isoformat()}
+        ).result_rows
+    )
+    shortfalls, compared = [], 0
+    for day in days:
+        trailing = [counts.get(day - timedelta(days=n), 0) for n in range(1, TRAILING_DAYS + 1)]
+        median = statistics.median(trailing)
+        if median == 0:
+            continue
+        compared += 1
+        if counts.get(day, 0) < fraction * median:
+            events = counts.get(day, 0)
+            shortfalls.append({"day": day.isoformat(), "events": events, "trailing_median": median})
+    return shortfalls, compared
+
+
+def _checks(
+    loads: list[DayLoad], shortfalls: list[dict[str, object]], compared: int, limits: SegmentLoadConfig
+) -> list[AssetCheckResult]:
+    over = [
+        {"day": load.day.isoformat(), "rejects": load.rejects, "lines": load.lines}
+        for load in loads
+        if load.rejected_share > limits.reject_warn_share
+    ]
+    worst = max(loads, key=lambda load: load.rejected_share)
+    return [
+        AssetCheckResult(
+            check_name=REJECTED_SHARE_CHECK,
+            passed=not over,
+            severity=AssetCheckSeverity.ERROR,
+            description=f"share of a received day's archive lines rejected is at most "
+            f"{limits.reject_warn_share:.2%}",
+            metadata={
+                "threshold": limits.reject_warn_share,
+                "worst_day": worst.day.isoformat(),
+                "worst_share": round(worst.rejected_share, 6),
+                "days_over_threshold": MetadataValue.json(over),
+            },
+        ),
+        AssetCheckResult(
+            check_name=DAILY_VOLUME_CHECK,
+            passed=not shortfalls,
+            severity=AssetCheckSeverity.WARN,
+            description=f"each received day has at least {limits.min_volume_fraction:.0%} of the median "
+            f"events of the {TRAILING_DAYS} days before it (an outage looks like that)",
+            metadata={
+                "fraction": limits.min_volume_fraction,
+                "days_compared": compared,
+                "days_below": MetadataValue.json(shortfalls),
+            },
+        ),
+    ]
 
 
 @asset(
-    key=[RAW_DATABASE, "events"],
+    key=EVENTS_KEY,
     group_name="segment",
     partitions_def=segment_daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
+    pool=CLICKHOUSE_LOAD_POOL,
+    retry_policy=RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL),
     kinds={"clickhouse", "s3"},
+    check_specs=[
+        AssetCheckSpec(REJECTED_SHARE_CHECK, asset=EVENTS_KEY, description="rejected share of each day"),
+        AssetCheckSpec(DAILY_VOLUME_CHECK, asset=EVENTS_KEY, description="each day's volume vs last week"),
+    ],
     description=(
-        "Segment calls (track, identify, page, ...) from Segment's S3 archive, one partition per UTC "
-        "day Segment received them. Malformed lines go to raw_segment.rejects with their reason."
+        "Segment calls (track, identify, page, screen, group, alias) from Segment's S3 archive, one "
+        "partition per UTC day Segment received them; malformed lines go to raw_segment.rejects "
+        "with object key, line number and reason."
     ),
 )
 def segment_events(
     context: AssetExecutionContext,
+    config: SegmentLoadConfig,
     clickhouse: ClickHouseResource,
     s3: S3Resource,
     segment_archive: SegmentArchiveResource,
 ) -> MaterializeResult:
-    """Load every received day in the run's partition range (one run may cover a whole backfill)."""
-    window = context.partition_time_window
+    """Load every received day of the run's partitions (one run may cover a whole backfill)."""
     client = clickhouse.get_client()
-    day = window.start.date()
-    totals = {"files": 0, "bytes": 0, "lines": 0, "events": 0, "rejects": 0}
-    per_day = {}
-    while day < window.end.date():
-        counts = load_day(client, s3, segment_archive, day)
-        context.log.info(f"segment {day}: {counts}")
-        per_day[day.isoformat()] = counts["events"]
-        totals = {key: totals[key] + counts[key] for key in totals}
-        day += timedelta(days=1)
+    loads: list[DayLoad] = []
+    refused: dict[str, str] = {}
+    for key in context.partition_keys:
+        try:
+            load = load_day(client, s3, segment_archive, date.fromisoformat(key), config)
+        except RejectLimitError as err:
+            context.log.error(str(err))
+            refused[key] = str(err)
+            continue
+        context.log.info(f"segment {key}: {load.files} files, {load.events} events, {load.rejects} rejects")
+        loads.append(load)
+    if refused:
+        raise Failure(
+            f"{len(refused)} received day(s) over the reject limits were left as they were: "
+            f"{', '.join(refused)}. The other {len(loads)} day(s) loaded; re-running them is harmless.",
+            metadata={"refused_days": MetadataValue.json(refused)},
+            allow_retries=False,
+        )
+    shortfalls, compared = volume_shortfalls(client, [load.day for load in loads], config.min_volume_fraction)
+    empty = [load.day.isoformat() for load in loads if load.files == 0]
     return MaterializeResult(
         metadata={
-            "dagster/row_count": totals["events"],
-            "rejected_lines": totals["rejects"],
-            "archive_lines": totals["lines"],
-            "archive_files": totals["files"],
-            "archive_bytes": totals["bytes"],
-            "events_per_day": per_day,
-        }
+            "dagster/row_count": sum(load.events for load in loads),
+            "rejected_lines": sum(load.rejects for load in loads),
+            "archive_lines": sum(load.lines for load in loads),
+            "archive_files": sum(load.files for load in loads),
+            "archive_bytes": sum(load.bytes for load in loads),
+            "days": len(loads),
+            "days_without_files": MetadataValue.json(empty),
+            "per_day": MetadataValue.json({load.day.isoformat(): load.counts() for load in loads}),
+        },
+        check_results=_checks(loads, shortfalls, compared, config),
     )

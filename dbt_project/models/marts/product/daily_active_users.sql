@@ -1,8 +1,8 @@
 {#-
   Daily active users: distinct users (userId, else anonymousId) with at least one track, page or
   screen call whose timestamp falls on the UTC day. identify/group/alias calls are not activity.
-  Daily-partitioned by received day: a run recomputes every activity day that the calls received in
-  var('min_date')..var('max_date') touch, so late events update the day they happened.
+  Daily-tagged: a run recomputes every activity day that the calls received in its window touch, so
+  late events update the day they happened, from the deduplicated staging model (FINAL).
 -#}
 {{
     config(
@@ -15,9 +15,13 @@
 }}
 
 with touched_days as (
-    select distinct event_date
-    from {{ ref('stg_segment__events') }}
-    where received_date between toDate('{{ var("min_date") }}') and toDate('{{ var("max_date") }}')
+    select distinct toDate(timestamp) as event_date
+    from {{ source('segment', 'events') }}
+    where {{ received_window(
+        'received_date',
+        env_var('SEGMENT_MIN_RECEIVED_DATE', '1970-01-01'),
+        env_var('SEGMENT_MAX_RECEIVED_DATE', '2999-12-31'),
+    ) }}
 )
 
 select
@@ -25,7 +29,7 @@ select
     uniqExact(user_key) as active_users,
     uniqExactIf(user_key, user_id is not null) as identified_users,
     count() as activity_events
-from {{ ref('stg_segment__events') }}
+from {{ ref('stg_segment__events') }} final
 where event_date in (select event_date from touched_days)
   and type in ('track', 'page', 'screen')
 group by activity_date

@@ -1,47 +1,52 @@
 {#-
-  One row per Segment call (messageId), across received days.
-  Daily-partitioned: a run covers received days var('min_date')..var('max_date') and replaces those
-  ClickHouse partitions (insert_overwrite), so re-running a partition gives the same rows. A call
-  delivered again on a later day (Segment's at-least-once delivery) is dropped when its messageId was
-  already received within the previous 7 days.
+  One row per Segment call (messageId) across the whole history, whatever order received days are
+  loaded or re-run in.
+
+  ReplacingMergeTree ordered by (event_date, message_id): every delivery of a call lands in the
+  month partition of its timestamp, and ClickHouse keeps one row per key, the earliest delivery
+  (highest _version). Read it with FINAL (the marts do) for exact counts before background merges.
+  Monthly partitions by event time: a run over any received days writes one partition per month its
+  calls happened in (a two-year backfill: about 25), far below max_partitions_per_insert_block (100).
+
+  Daily-tagged: a run appends the calls received in its window (see macro received_window); a re-run
+  appends the same rows again, which the engine collapses.
 -#}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='insert_overwrite',
-        partition_by='received_date',
-        order_by='(event_date, user_key, message_id)',
+        incremental_strategy='append',
+        engine='ReplacingMergeTree(_version)',
+        partition_by='toYYYYMM(event_date)',
+        order_by='(event_date, message_id)',
         tags=['daily'],
     )
 }}
 
-with in_range as (
-    select *
-    from {{ source('segment', 'events') }}
-    where received_date between toDate('{{ var("min_date") }}') and toDate('{{ var("max_date") }}')
-),
-
-earlier as (
-    select message_id
-    from {{ source('segment', 'events') }}
-    where received_date >= toDate('{{ var("min_date") }}') - 7
-      and received_date < toDate('{{ var("min_date") }}')
-)
-
 select
-    received_date,
     message_id,
     type,
     event,
     user_id,
     anonymous_id,
-    coalesce(user_id, anonymous_id) as user_key,
+    coalesce(user_id, nullIf(anonymous_id, '')) as user_key,
+    group_id,
+    previous_id,
     timestamp as event_at,
     toDate(timestamp) as event_date,
+    original_timestamp,
+    sent_at,
     received_at,
+    received_date,
     properties,
-    context
-from in_range
-where message_id not in (select message_id from earlier)
-order by received_date, received_at
-limit 1 by message_id
+    traits,
+    context,
+    object_key,
+    line_number,
+    -- earliest delivery wins: versions count down from 2100-01-01 in milliseconds
+    toUInt64(4102444800000 - toUnixTimestamp64Milli(received_at)) as _version
+from {{ source('segment', 'events') }}
+where {{ received_window(
+    'received_date',
+    env_var('SEGMENT_MIN_RECEIVED_DATE', '1970-01-01'),
+    env_var('SEGMENT_MAX_RECEIVED_DATE', '2999-12-31'),
+) }}
