@@ -1,0 +1,230 @@
+"""Segment backfills on the embedded stack: long ranges, empty days, any order, bad lines, limits.
+
+Each test writes its own archive under its own source id and received days (far from the other
+tests' days), and checks ClickHouse against ``tests.reference`` counted from the written files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, ExecuteInProcessResult
+
+from analytics_orchestration.embedded.stack import ARCHIVE_BUCKET, ARCHIVE_PREFIX, s3_client, upload_folder
+from tests.reference import SegmentReference, segment_reference
+from tests.segment_archive import BAD_LINES, CALL_TYPES, folders, make_call, random_days, write_archive
+from tests.test_main_job import _client
+
+
+@pytest.fixture(scope="module")
+def defs(embedded_stack):
+    from analytics_orchestration.cli import prepare_dbt
+
+    prepare_dbt()
+    from analytics_orchestration.definitions import defs
+
+    return defs
+
+
+@pytest.fixture
+def source(embedded_stack, tmp_path: Path, request: pytest.FixtureRequest):
+    """A fresh source id for this test (``SEGMENT_SOURCE_ID``) and the folder its archive is written to."""
+    source_id = request.node.name.removeprefix("test_")[:40]
+    saved = os.environ["SEGMENT_SOURCE_ID"]
+    os.environ["SEGMENT_SOURCE_ID"] = source_id
+    yield source_id, tmp_path / "archive"
+    os.environ["SEGMENT_SOURCE_ID"] = saved
+
+
+def publish(source: tuple[str, Path], lines: dict[date, list[str]]) -> SegmentReference:
+    """Write ``lines`` as the source's archive, replace its objects in S3, return the reference."""
+    source_id, root = source
+    write_archive(root, source_id, lines)
+    client = s3_client(dict(os.environ))
+    for day in lines:
+        prefix = f"{ARCHIVE_PREFIX}/{source_id}/{next(iter(folders([day])))}/"
+        for obj in client.list_objects_v2(Bucket=ARCHIVE_BUCKET, Prefix=prefix).get("Contents", []):
+            client.delete_object(Bucket=ARCHIVE_BUCKET, Key=obj["Key"])
+    upload_folder(client, root, ARCHIVE_BUCKET, ARCHIVE_PREFIX)
+    written = sorted(day for day in lines)
+    return segment_reference(root / source_id, folders(written))
+
+
+def run_range(defs, first: date, last: date, instance: DagsterInstance) -> ExecuteInProcessResult:
+    """``segment_daily_job`` over received days ``first``..``last`` in one run, as a backfill runs it."""
+    return defs.resolve_job_def("segment_daily_job").execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        tags={
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+        },
+    )
+
+
+def counts(first: date, last: date, activity_days: list[date]) -> dict[str, object]:
+    """What ClickHouse holds for received days ``first``..``last`` and the given activity days."""
+    client = _client()
+    window = {"first": first.isoformat(), "last": last.isoformat()}
+    in_window = "received_date BETWEEN {first:Date} AND {last:Date}"
+
+    def per_day(table: str) -> dict[date, int]:
+        query = f"SELECT received_date, count() FROM {table} WHERE {in_window} GROUP BY 1"
+        return dict(client.query(query, parameters=window).result_rows)
+
+    dau = client.query(
+        "SELECT activity_date, active_users FROM marts.daily_active_users "
+        "WHERE activity_date IN {days:Array(Date)}",
+        parameters={"days": activity_days},
+    ).result_rows
+    return {
+        "events": per_day("raw_segment.events"),
+        "rejects": per_day("raw_segment.rejects"),
+        "calls": client.command(
+            f"SELECT count() FROM staging.stg_segment__events FINAL WHERE {in_window}", parameters=window
+        ),
+        "dau": dict(dau),
+    }
+
+
+def check(result: ExecuteInProcessResult, name: str):
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
+    return evaluation
+
+
+def test_a_range_of_more_than_100_days_with_empty_days_loads_in_one_run(defs, source):
+    first, days = date(2024, 12, 1), 110
+    last = first + timedelta(days=days - 1)
+    gaps = {first + timedelta(days=n) for n in (9, 40, 41, 75, 100)}
+    lines = random_days(first, days, gaps, seed=3)
+    ref = publish(source, lines)
+
+    result = run_range(defs, first, last, DagsterInstance.ephemeral())
+
+    assert result.success
+    materialization = result.asset_materializations_for_node("raw_segment__events")
+    assert len(materialization) == days
+    metadata = materialization[0].metadata
+    assert metadata["days_without_files"].value == sorted(day.isoformat() for day in gaps)
+    assert metadata["dagster/row_count"].value == sum(ref.events_per_day.values())
+    held = counts(first, last, list(ref.dau))
+    assert held["events"] == ref.events_per_day
+    assert held["rejects"] == {}
+    assert held["calls"] == ref.distinct_calls
+    assert held["dau"] == ref.dau
+    assert min(ref.dau) < first - timedelta(days=30), "late calls should reach an earlier month"
+
+    # Each empty day after a full week of traffic is an outage to the volume check.
+    def trailing_median(day: date) -> float:
+        return statistics.median(ref.events_per_day.get(day - timedelta(days=n), 0) for n in range(1, 8))
+
+    expected_low = sorted(day.isoformat() for day in gaps if trailing_median(day) > 0)
+    volume = check(result, "daily_volume")
+    assert not volume.passed
+    assert sorted(item["day"] for item in volume.metadata["days_below"].value) == expected_low
+
+
+def test_reruns_in_any_order_change_nothing(defs, source):
+    first, days = date(2025, 6, 2), 6
+    last = first + timedelta(days=days - 1)
+    lines = random_days(first, days, gaps=set(), seed=5, per_day=30)
+    ref = publish(source, lines)
+    instance = DagsterInstance.ephemeral()
+    day = [first + timedelta(days=n) for n in range(days)]
+
+    # later days before earlier ones, overlapping ranges, the same day twice
+    for lo, hi in ((day[5], day[5]), (day[3], day[4]), (day[0], day[3]), (day[1], day[1]), (day[5], day[5])):
+        assert run_range(defs, lo, hi, instance).success
+    after_scrambled = counts(first, last, list(ref.dau))
+    assert after_scrambled == {
+        "events": ref.events_per_day,
+        "rejects": {},
+        "calls": ref.distinct_calls,
+        "dau": ref.dau,
+    }
+
+    assert run_range(defs, first, last, instance).success
+    assert counts(first, last, list(ref.dau)) == after_scrambled
+
+    # a call delivered on several received days keeps its earliest delivery
+    redelivered = (
+        _client()
+        .query(
+            """SELECT message_id, received_date FROM staging.stg_segment__events FINAL
+           WHERE message_id IN (SELECT message_id FROM raw_segment.events
+                                WHERE received_date BETWEEN {first:Date} AND {last:Date}
+                                GROUP BY message_id HAVING uniqExact(received_date) > 1)""",
+            parameters={"first": first.isoformat(), "last": last.isoformat()},
+        )
+        .result_rows
+    )
+    assert redelivered, "the archive should re-deliver calls across days"
+    assert all(
+        received == date.fromisoformat(f"{first.year}-{mid[4:6]}-{mid[6:8]}") for mid, received in redelivered
+    )
+
+
+def test_every_call_type_is_typed_and_each_bad_line_is_rejected_with_key_line_and_reason(defs, source):
+    day = date(2025, 8, 5)
+    noon = datetime(2025, 8, 5, 12, tzinfo=timezone.utc)
+    good = [
+        json.dumps(make_call(CALL_TYPES[n % 6], f"typed-{n}", f"u-{n % 5}", noon, noon)) for n in range(600)
+    ]
+    bad = list(BAD_LINES.values())
+    lines = good[:300] + bad[:5] + [""] + good[300:] + bad[5:]
+    ref = publish(source, {day: lines})
+
+    result = run_range(defs, day, day, DagsterInstance.ephemeral())
+
+    assert result.success
+    client = _client()
+    rejects = client.query(
+        "SELECT object_key, line_number, reason FROM raw_segment.rejects WHERE received_date = {d:Date}",
+        parameters={"d": day.isoformat()},
+    ).result_rows
+    prefix = f"{ARCHIVE_PREFIX}/{source[0]}/"
+    assert {(key.removeprefix(prefix), number): reason for key, number, reason in rejects} == ref.reasons
+    assert sorted(ref.reasons.values()) == sorted(BAD_LINES)
+    typed = client.query(
+        """SELECT type, count(), countIf(message_id != '' AND received_at = timestamp),
+                  countIf(type = 'track' AND event = 'Feature Used' OR type IN ('page', 'screen')
+                          AND event = 'Dashboard' OR type = 'group' AND group_id = 'org-1'
+                          AND JSONExtractString(traits, 'name') = 'Acme' OR type = 'alias'
+                          AND previous_id = 'anon-previous' OR type = 'identify'
+                          AND JSONExtractString(traits, 'plan') = 'pro')
+           FROM raw_segment.events WHERE received_date = {d:Date} GROUP BY type""",
+        parameters={"d": day.isoformat()},
+    ).result_rows
+    assert {row[0]: row[1:] for row in typed} == {kind: (100, 100, 100) for kind in CALL_TYPES}
+    rejected = check(result, "rejected_share")
+    assert not rejected.passed
+    assert rejected.metadata["days_over_threshold"].value == [
+        {"day": day.isoformat(), "rejects": 10, "lines": 610}
+    ]
+
+
+def test_a_day_over_the_reject_limits_fails_alone_and_is_left_as_it_was(defs, source):
+    good_day, bad_day = date(2025, 9, 1), date(2025, 9, 2)
+    lines = random_days(good_day, 2, gaps=set(), seed=9, per_day=40)
+    publish(source, lines)
+    instance = DagsterInstance.ephemeral()
+    assert run_range(defs, good_day, bad_day, instance).success
+    before = counts(good_day, bad_day, [])
+
+    # a corrupt file that still decompresses: every line garbage, and the other file clean
+    corrupt = {good_day: lines[good_day], bad_day: lines[bad_day][:20] + ["\x00\x13garbage"] * 15}
+    ref = publish(source, corrupt)
+    result = run_range(defs, good_day, bad_day, instance)
+
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    message = str(failure.step_failure_data.error)
+    assert bad_day.isoformat() in message and "left as they were" in message
+    assert counts(good_day, bad_day, []) == before
+    assert ref.rejects_per_day == Counter({bad_day: 15})
