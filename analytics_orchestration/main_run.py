@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from dagster import DagsterEventType, DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster import (
+    AssetCheckSeverity,
+    DagsterEventType,
+    DagsterInstance,
+    Definitions,
+    ExecuteInProcessResult,
+)
 
 MAIN_JOB = "main_job"
 ROW_COUNT = "dagster/row_count"
@@ -22,13 +28,15 @@ class AssetSummary:
 
 @dataclass
 class RunSummary:
-    """Outcome of one main-job run: per-asset materialisations and asset-check results."""
+    """Outcome of one main-job run: per-asset materialisations and asset-check results (checks of
+    ``WARN`` severity that did not pass are warnings, not failures)."""
 
     run_id: str
     success: bool
     assets: dict[str, AssetSummary]
     checks_passed: int
     checks_failed: list[str]
+    checks_warned: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         """A plain-text table: asset, partitions materialised, rows written, then the checks."""
@@ -50,8 +58,12 @@ class RunSummary:
             "rows: what loaders wrote in this run; for dbt tables, their rows after it; '-' for views"
         )
         lines.append("")
-        lines.append(f"asset checks: {self.checks_passed} passed, {len(self.checks_failed)} failed")
+        lines.append(
+            f"asset checks: {self.checks_passed} passed, {len(self.checks_failed)} failed, "
+            f"{len(self.checks_warned)} warnings"
+        )
         lines.extend(f"  failed: {name}" for name in self.checks_failed)
+        lines.extend(f"  warning: {name}" for name in self.checks_warned)
         return "\n".join(lines)
 
 
@@ -77,7 +89,7 @@ def run_main_job(defs: Definitions, first: date, last: date, instance: DagsterIn
 def summarise(result: ExecuteInProcessResult) -> RunSummary:
     """Collect materialisations (partition, ``dagster/row_count``) and check results of a run."""
     assets: dict[str, AssetSummary] = {}
-    passed, failed = 0, []
+    passed, failed, warned = 0, [], []
     for event in result.all_events:
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.event_specific_data.materialization
@@ -92,8 +104,10 @@ def summarise(result: ExecuteInProcessResult) -> RunSummary:
             label = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
             if evaluation.passed:
                 passed += 1
+            elif evaluation.severity == AssetCheckSeverity.WARN:
+                warned.append(label)
             else:
                 failed.append(label)
     for item in assets.values():
         item.partitions.sort()
-    return RunSummary(result.run_id, result.success, assets, passed, failed)
+    return RunSummary(result.run_id, result.success, assets, passed, failed, warned)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 from dagster import DagsterRunStatus
@@ -13,9 +14,29 @@ from dagster_graphql import DagsterGraphQLClient
 
 from analytics_orchestration.cli import prepare_dbt
 from analytics_orchestration.embedded.stack import free_port
+from tests.conftest import SAMPLE_DAYS, SAMPLE_START
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSET_KEYS = "query { assetNodes { assetKey { path } } }"
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL = """
+query Backfill($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    ... on PartitionBackfill { status runs(limit: 20) { runId status } }
+  }
+}"""
+DAILY_ASSETS = (
+    ["raw_segment", "events"],
+    ["staging", "stg_segment__events"],
+    ["marts", "daily_active_users"],
+)
 
 
 def _wait_for(url: str, seconds: float) -> None:
@@ -70,6 +91,20 @@ def test_dev_shows_the_asset_graph_and_runs_a_job(embedded_stack, sample_input, 
             time.sleep(2)
             status = client.get_run_status(run_id)
         assert status == DagsterRunStatus.SUCCESS, (tmp_path / "dev.log").read_text()[-20000:]
+
+        # A backfill of the daily assets over every sample day, as the UI launches it: one run.
+        days = [(SAMPLE_START + timedelta(days=n)).isoformat() for n in range(SAMPLE_DAYS)]
+        params = {"partitionNames": days, "assetSelection": [{"path": path} for path in DAILY_ASSETS]}
+        launched = client._execute(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            backfill = client._execute(BACKFILL, {"id": launched["backfillId"]})["partitionBackfillOrError"]
+            if backfill["status"] not in ("REQUESTED", "CANCELING", "FAILING"):
+                break
+            time.sleep(3)
+        assert backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), backfill
+        assert [run["status"] for run in backfill["runs"]] == ["SUCCESS"]
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)

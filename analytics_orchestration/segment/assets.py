@@ -87,7 +87,7 @@ class RejectLimitError(Exception):
     """A day's archive has too many malformed lines to load; the day was left as it was."""
 
 
-def _reject_limit_breach(file_counts: list[tuple[str, int, int]], limits: SegmentLoadConfig) -> str | None:
+def reject_limit_breach(file_counts: list[tuple[str, int, int]], limits: SegmentLoadConfig) -> str | None:
     """Why a day's ``(object_key, lines, rejects)`` counts breach ``limits``, or None when they do not."""
     lines = sum(count for _, count, _ in file_counts)
     rejects = sum(bad for _, _, bad in file_counts)
@@ -137,7 +137,7 @@ def load_day(
                 parameters={**source.parameters, **day_param, "bucket": archive.bucket},
             )
             file_counts = [tuple(row) for row in client.query(sql.file_counts_sql(db, stage)).result_rows]
-        breach = _reject_limit_breach(file_counts, limits)
+        breach = reject_limit_breach(file_counts, limits)
         if breach:
             raise RejectLimitError(f"received day {day}: {breach}; the day was left as it was")
         client.command(
