@@ -1,0 +1,36 @@
+"""The definitions load without a running stack, and carry the backfill and concurrency policy."""
+
+from pathlib import Path
+
+import yaml
+from dagster import AssetKey, BackfillPolicy
+
+from analytics_orchestration.clickhouse.resource import CLICKHOUSE_LOAD_POOL
+from analytics_orchestration.dbt.assets import DBT_POOL
+
+ROOT = Path(__file__).resolve().parents[1]
+DAILY = (["raw_segment", "events"], ["staging", "stg_segment__events"], ["marts", "daily_active_users"])
+
+
+def _graph():
+    from analytics_orchestration.definitions import defs
+
+    return defs.resolve_asset_graph()
+
+
+def test_daily_assets_backfill_any_range_in_one_run():
+    graph = _graph()
+    for path in DAILY:
+        assert graph.assets_def_for_key(AssetKey(path)).backfill_policy == BackfillPolicy.single_run()
+
+
+def test_clickhouse_loads_and_dbt_run_in_limited_pools():
+    graph = _graph()
+    for key in graph.get_all_asset_keys():
+        assets_def = graph.assets_def_for_key(key)
+        if key.path[0] in ("raw_segment", "raw_stripe"):
+            assert assets_def.op.pool == CLICKHOUSE_LOAD_POOL, key
+        elif key.path[0] in ("staging", "marts"):
+            assert assets_def.op.pool == DBT_POOL, key
+    instance_settings = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    assert instance_settings["concurrency"]["pools"]["default_limit"] == 1
