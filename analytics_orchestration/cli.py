@@ -18,8 +18,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 from datetime import date, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 
 from analytics_orchestration.settings import PROJECT_ROOT, embedded_stack_dir, is_production
@@ -80,10 +82,19 @@ def cmd_stack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate_sample(start: date, days: int, events_per_day: int, seed: int, upload: bool = True) -> None:
+def _generate_sample(start: date, days: int, events_per_day: int, seed: int, segment: bool = True) -> None:
+    """Replace the stack's sample with ``days`` received days from ``start`` (UTC) of generated input.
+
+    With ``segment``, the Segment archive of the stack's own source (``SOURCE_ID``) is generated and
+    uploaded to ``s3://segment-archive/segment-logs/``, replacing objects at the same keys. Without
+    it (an existing archive is used), only the Stripe records for the embedded Airbyte are kept: the
+    sample dir holds no ``segment-logs/``, so no generated Segment file can reach S3, now or at a
+    later ``stack start``.
+    """
     from analytics_orchestration.embedded.stack import (
         ARCHIVE_BUCKET,
         ARCHIVE_PREFIX,
+        SOURCE_ID,
         s3_client,
         upload_folder,
     )
@@ -91,15 +102,22 @@ def _generate_sample(start: date, days: int, events_per_day: int, seed: int, upl
 
     stack = _stack()
     shutil.rmtree(stack.sample_dir, ignore_errors=True)  # the sample is exactly what this run generates
-    summary = generate_sample(
-        stack.sample_dir, start=start, days=days, events_per_day=events_per_day, seed=seed,
-        segment_source_id=os.environ["SEGMENT_SOURCE_ID"],
+    generate = partial(
+        generate_sample, start=start, days=days, events_per_day=events_per_day, seed=seed,
+        segment_source_id=SOURCE_ID,
     )  # fmt: skip
+    if segment:
+        summary = generate(stack.sample_dir)
+    else:  # generate next to the sample, then keep only the Airbyte source records
+        with tempfile.TemporaryDirectory(dir=stack.directory) as scratch:
+            summary = generate(Path(scratch))
+            stack.sample_dir.mkdir()
+            (Path(scratch) / stack.airbyte_source_dir.name).rename(stack.airbyte_source_dir)
     print(f"sample: {summary.days[0]}..{summary.days[-1]}, Stripe records {summary.stripe_records}")
-    if not upload:
+    if not segment:
         return
     files, size = upload_folder(
-        s3_client(dict(os.environ)), stack.sample_dir / ARCHIVE_PREFIX, ARCHIVE_BUCKET, ARCHIVE_PREFIX
+        s3_client(dict(os.environ)), stack.sample_archive_dir, ARCHIVE_BUCKET, f"{ARCHIVE_PREFIX}/{SOURCE_ID}"
     )
     print(
         f"sample: {summary.segment_lines} Segment lines in {files} files ({size} bytes) "
@@ -134,6 +152,10 @@ def cmd_prepare(_: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the main job on generated input, or with ``--archive-bucket`` on an existing archive.
+
+    An existing archive is only read: the demo generates no Segment file and uploads nothing to S3.
+    """
     from dagster import BetaWarning, DagsterInstance
 
     warnings.filterwarnings("ignore", category=BetaWarning)  # keep the summary readable
@@ -144,8 +166,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ["SEGMENT_ARCHIVE_BUCKET"] = args.archive_bucket
         os.environ["SEGMENT_ARCHIVE_PREFIX"] = args.archive_prefix
         os.environ["SEGMENT_SOURCE_ID"] = args.source_id
-        # The Stripe source records still come from the generator; the archive is the user's.
-        _generate_sample(start, args.days, args.events_per_day, args.seed, upload=False)
+        # The Stripe source records still come from the generator; the archive is the user's, read only.
+        _generate_sample(start, args.days, args.events_per_day, args.seed, segment=False)
     else:
         _generate_sample(start, args.days, args.events_per_day, args.seed)
     prepare_dbt()

@@ -1,13 +1,16 @@
 """`analytics-orchestration demo`, the README's first command, on a private embedded stack."""
 
+import gzip
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from analytics_orchestration.embedded.stack import EmbeddedStack, free_port
+from analytics_orchestration.embedded.stack import ARCHIVE_BUCKET, EmbeddedStack, free_port, s3_client
+from analytics_orchestration.segment.partitions import received_day_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +25,8 @@ def demo_stack(tmp_path_factory):
     stack.stop()
 
 
-def _demo(stack: EmbeddedStack, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def run_demo(stack: EmbeddedStack, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``analytics-orchestration demo *args`` in a subprocess on ``stack`` (DAGSTER_HOME in ``tmp_path``)."""
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
     stack_variables = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "ANALYTICS_ENV", "EMBEDDED_")
@@ -39,7 +43,9 @@ def _demo(stack: EmbeddedStack, tmp_path: Path, *args: str) -> subprocess.Comple
 
 
 def test_demo_runs_the_main_job_and_prints_a_summary(demo_stack, tmp_path):
-    result = _demo(demo_stack, tmp_path, "--start", "2026-04-06", "--days", "2", "--events-per-day", "2000")
+    result = run_demo(
+        demo_stack, tmp_path, "--start", "2026-04-06", "--days", "2", "--events-per-day", "2000"
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert ": SUCCESS" in result.stdout
     for line in ("raw_segment/events", "marts/daily_active_users"):
@@ -51,9 +57,14 @@ def test_demo_runs_the_main_job_and_prints_a_summary(demo_stack, tmp_path):
 
 
 def test_demo_exits_non_zero_when_an_asset_fails(demo_stack, tmp_path):
-    result = _demo(
-        demo_stack, tmp_path, "--archive-bucket", "segment-archive", "--archive-prefix", "no-such-prefix",
-        "--source-id", "nobody", "--start", "2026-04-06", "--days", "1", "--events-per-day", "500",
+    # an archive whose only file is corrupt (it decompresses, but no line is a Segment call)
+    day = date(2026, 4, 6)
+    key = f"corrupt-logs/nobody/{received_day_folder(day)}/part-0.gz"
+    body = gzip.compress(b"\x00\x13 not json\n" * 50)
+    s3_client(demo_stack.environment()).put_object(Bucket=ARCHIVE_BUCKET, Key=key, Body=body)
+    result = run_demo(
+        demo_stack, tmp_path, "--archive-bucket", ARCHIVE_BUCKET, "--archive-prefix", "corrupt-logs",
+        "--source-id", "nobody", "--start", day.isoformat(), "--days", "1", "--events-per-day", "500",
     )  # fmt: skip
     assert result.returncode == 1
     assert ": FAILURE" in result.stdout

@@ -21,6 +21,8 @@ from tests.reference import SegmentReference, segment_reference
 from tests.segment_archive import BAD_LINES, CALL_TYPES, folders, make_call, random_days, write_archive
 from tests.test_main_job import _client
 
+DBT_TARGET = Path(__file__).resolve().parents[1] / "dbt_project" / "target"
+
 
 @pytest.fixture(scope="module")
 def defs(embedded_stack):
@@ -151,6 +153,11 @@ def test_reruns_in_any_order_change_nothing(defs, source):
 
     assert run_range(defs, first, last, instance).success
     assert counts(first, last, list(ref.dau)) == after_scrambled
+
+    # each window reached dbt without a full re-parse: only the files reading it were parsed again
+    latest = max(DBT_TARGET.glob("dbt_daily_models-*"), key=lambda path: path.stat().st_mtime)
+    log = (latest / "dbt.log").read_text()
+    assert "Partial parsing enabled" in log and "Unable to do partial parsing" not in log
 
     # a call delivered on several received days keeps its earliest delivery
     redelivered = (
