@@ -6,7 +6,6 @@ embedded stack's ``stack.env`` supplies them (see ``analytics_orchestration.sett
 
 from __future__ import annotations
 
-import os
 import warnings
 from datetime import timedelta
 
@@ -125,7 +124,7 @@ defs = Definitions(
             region=EnvVar("AWS_REGION"),
             access_key_id=EnvVar("AWS_ACCESS_KEY_ID"),
             secret_access_key=EnvVar("AWS_SECRET_ACCESS_KEY"),
-            endpoint_url=os.environ.get("S3_ENDPOINT_URL", ""),
+            endpoint_url=EnvVar("S3_ENDPOINT_URL"),
         ),
         "airbyte": AirbyteResource(
             server_url=EnvVar("AIRBYTE_API_URL"),

@@ -21,7 +21,7 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 ENVIRONMENT_VARIABLE = "ANALYTICS_ENV"
 STACK_DIR_VARIABLE = "EMBEDDED_STACK_DIR"
 
-# Variable name -> what it holds. All are required in production except those in OPTIONAL_VARIABLES.
+# Variable name -> what it holds. All must be set in production (S3_ENDPOINT_URL may be empty).
 PRODUCTION_VARIABLES: dict[str, str] = {
     "CLICKHOUSE_HOST": "ClickHouse HTTP(S) host name",
     "CLICKHOUSE_PORT": "ClickHouse HTTP(S) port (8123 plain, 8443 TLS)",
@@ -30,7 +30,7 @@ PRODUCTION_VARIABLES: dict[str, str] = {
     "CLICKHOUSE_SECURE": "true to use HTTPS",
     "S3_BUCKET": "bucket Airbyte's S3 destination writes Parquet to",
     "AWS_REGION": "S3 region, e.g. us-east-1",
-    "S3_ENDPOINT_URL": "S3 endpoint URL; empty for AWS itself (optional)",
+    "S3_ENDPOINT_URL": "S3 endpoint URL; set it empty for AWS itself",
     "AWS_ACCESS_KEY_ID": "S3 access key id (secret), also passed to ClickHouse's s3()",
     "AWS_SECRET_ACCESS_KEY": "S3 secret access key (secret), also passed to ClickHouse's s3()",
     "AIRBYTE_API_URL": "Airbyte public API base URL, e.g. https://api.airbyte.com/v1",
@@ -40,7 +40,6 @@ PRODUCTION_VARIABLES: dict[str, str] = {
     "SEGMENT_ARCHIVE_PREFIX": "key prefix of the archive, normally segment-logs",
     "SEGMENT_SOURCE_ID": "Segment source id, the folder under the prefix",
 }
-OPTIONAL_VARIABLES = frozenset({"S3_ENDPOINT_URL"})
 
 # First daily partition of the Segment events (UTC). Two years of history by default.
 SEGMENT_START_DATE_VARIABLE = "SEGMENT_START_DATE"
