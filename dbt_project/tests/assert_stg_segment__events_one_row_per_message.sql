@@ -1,5 +1,20 @@
--- Exactly once: no messageId has two rows once duplicate deliveries are collapsed (FINAL).
+{#-
+  Exactly once: no messageId has two rows once duplicate deliveries are collapsed (FINAL), checked
+  over the event days that the calls received in the run's window touch (a plain `dbt build`: every
+  day), so a daily run reads only the month partitions it wrote, not the whole history.
+-#}
+with touched_days as (
+    select distinct toDate(timestamp) as event_date
+    from {{ source('segment', 'events') }}
+    where {{ received_window(
+        'received_date',
+        env_var('SEGMENT_MIN_RECEIVED_DATE', '1970-01-01'),
+        env_var('SEGMENT_MAX_RECEIVED_DATE', '2999-12-31'),
+    ) }}
+)
+
 select message_id, count() as copies
 from {{ ref('stg_segment__events') }} final
+where event_date in (select event_date from touched_days)
 group by message_id
 having copies > 1
