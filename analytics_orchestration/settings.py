@@ -1,13 +1,10 @@
-"""Where the code location gets its settings: production environment variables or the embedded stack.
+"""Where the code location gets its settings: environment variables, the same names everywhere.
 
-``ANALYTICS_ENV=prod`` selects production: every setting comes from the environment variables listed
-in :data:`PRODUCTION_VARIABLES` (read at run time through Dagster ``EnvVar``, so a missing one fails
-with a message that names it), and nothing of the embedded stack is imported or started.
-
-Anything else (the default) selects the embedded stack. ``analytics-orchestration stack start`` writes
-the stack's endpoints and generated credentials to ``<EMBEDDED_STACK_DIR>/stack.env``;
-:func:`load_embedded_stack_env` copies them into ``os.environ`` (never overriding a variable that is
-already set), so both profiles resolve the very same ``EnvVar`` names.
+Every connection setting is one of :data:`SETTINGS_VARIABLES`, read at run time through Dagster
+``EnvVar`` (a missing one fails with a message that names it). In production they come from the
+deployment's secret store. On a laptop the development stack (``devstack``, not part of this
+package) writes them to a ``.env`` file, which Dagster's CLI and ``dagster dev`` load from the
+working directory (python-dotenv): the pipeline never knows where the stack keeps its files.
 """
 
 from __future__ import annotations
@@ -18,11 +15,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
-ENVIRONMENT_VARIABLE = "ANALYTICS_ENV"
-STACK_DIR_VARIABLE = "EMBEDDED_STACK_DIR"
-
-# Variable name -> what it holds. All must be set in production (S3_ENDPOINT_URL may be empty).
-PRODUCTION_VARIABLES: dict[str, str] = {
+# Variable name -> what it holds. Every one must be set (S3_ENDPOINT_URL may be empty, for AWS itself).
+SETTINGS_VARIABLES: dict[str, str] = {
     "CLICKHOUSE_HOST": "ClickHouse HTTP(S) host name",
     "CLICKHOUSE_PORT": "ClickHouse HTTP(S) port (8123 plain, 8443 TLS)",
     "CLICKHOUSE_USER": "ClickHouse user",
@@ -44,46 +38,6 @@ PRODUCTION_VARIABLES: dict[str, str] = {
 # First daily partition of the Segment events (UTC). Two years of history by default.
 SEGMENT_START_DATE_VARIABLE = "SEGMENT_START_DATE"
 DEFAULT_SEGMENT_START_DATE = "2024-11-01"
-
-
-def is_production() -> bool:
-    """True when ``ANALYTICS_ENV`` is ``prod``; the embedded stack is the default otherwise."""
-    return os.environ.get(ENVIRONMENT_VARIABLE, "local").strip().lower() == "prod"
-
-
-def embedded_stack_dir() -> Path:
-    """Directory of the embedded stack's data, logs and ``stack.env`` (``.embedded/`` by default)."""
-    return Path(os.environ.get(STACK_DIR_VARIABLE) or PROJECT_ROOT / ".embedded").resolve()
-
-
-def embedded_env_file() -> Path:
-    """The ``KEY=value`` file the embedded stack writes when it starts."""
-    return embedded_stack_dir() / "stack.env"
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a ``KEY=value`` file (one pair a line, ``#`` comments); missing file -> empty dict."""
-    if not path.exists():
-        return {}
-    pairs = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            pairs[key.strip()] = value.strip()
-    return pairs
-
-
-def load_embedded_stack_env() -> None:
-    """Copy the running embedded stack's settings into ``os.environ`` without overriding any.
-
-    Does nothing in production or when the stack has not been started (resources then fail at run
-    time naming the first missing variable).
-    """
-    if is_production():
-        return
-    for key, value in read_env_file(embedded_env_file()).items():
-        os.environ.setdefault(key, value)
 
 
 def segment_start_date() -> str:

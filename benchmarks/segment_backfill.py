@@ -96,7 +96,13 @@ from pathlib import Path
 from typing import Any
 
 from analytics_orchestration.clickhouse.resource import ClickHouseResource
-from analytics_orchestration.embedded.stack import (
+from analytics_orchestration.segment.assets import load_day
+from analytics_orchestration.segment.partitions import received_day_folder
+from analytics_orchestration.segment.resource import SegmentArchiveResource
+from analytics_orchestration.settings import PROJECT_ROOT
+from analytics_orchestration.storage.s3 import S3Resource, S3Source
+from devstack.sample_data.generate import generate_sample
+from devstack.stack import (
     ARCHIVE_BUCKET,
     ARCHIVE_PREFIX,
     EmbeddedStack,
@@ -104,12 +110,6 @@ from analytics_orchestration.embedded.stack import (
     s3_client,
     upload_folder,
 )
-from analytics_orchestration.sample_data.generate import generate_sample
-from analytics_orchestration.segment.assets import load_day
-from analytics_orchestration.segment.partitions import received_day_folder
-from analytics_orchestration.segment.resource import SegmentArchiveResource
-from analytics_orchestration.settings import PROJECT_ROOT
-from analytics_orchestration.storage.s3 import S3Resource, S3Source
 
 FIRST_DAY = date(2026, 3, 2)  # a Monday: every generated day is a full weekday's volume
 JOB = "segment_daily_job"
@@ -285,7 +285,7 @@ def run(root: Path, stack: EmbeddedStack, args: argparse.Namespace) -> dict[str,
         f"(generated in {generated:.0f} s, uploaded in {time.perf_counter() - started - generated:.0f} s)"
     )
 
-    from analytics_orchestration.cli import prepare_dbt
+    from devstack.cli import prepare_dbt
 
     prepare_dbt()
     from dagster import DagsterInstance

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from analytics_orchestration.embedded.stack import (
+from devstack.sample_data.generate import SampleSummary, generate_sample
+from devstack.stack import (
     ARCHIVE_BUCKET,
     ARCHIVE_PREFIX,
     EmbeddedStack,
@@ -17,7 +18,6 @@ from analytics_orchestration.embedded.stack import (
     s3_client,
     upload_folder,
 )
-from analytics_orchestration.sample_data.generate import SampleSummary, generate_sample
 
 SAMPLE_START = date(2026, 3, 2)
 SAMPLE_DAYS = 3
@@ -35,6 +35,7 @@ def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedde
     )
     saved = dict(os.environ)
     os.environ["EMBEDDED_STACK_DIR"] = str(directory)
+    os.environ["EMBEDDED_STACK_ENV_FILE"] = str(stack.env_file)
     try:
         os.environ.update(stack.start())
         yield stack

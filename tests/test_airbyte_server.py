@@ -33,8 +33,8 @@ from moto.server import ThreadedMotoServer
 
 from analytics_orchestration.airbyte.client import AirbyteClient, AirbyteSyncError
 from analytics_orchestration.airbyte.config import INGESTION_CONFIGS_DIR, load_connection_configs
-from analytics_orchestration.embedded.airbyte_server import create_app, iso_duration
-from analytics_orchestration.embedded.stack import free_port, port_open
+from devstack.airbyte_server import create_app, iso_duration
+from devstack.stack import free_port, port_open
 
 HOST = "127.0.0.1"
 BUCKET = "lake"
@@ -303,7 +303,7 @@ def test_command_line_serves_and_names_missing_variables(servers: Servers, tmp_p
     }
     port = free_port()
     command = [
-        sys.executable, "-m", "analytics_orchestration.embedded.airbyte_server", "--host", HOST,
+        sys.executable, "-m", "devstack.airbyte_server", "--host", HOST,
         "--port", str(port), "--source-dir", str(tmp_path), "--configs-dir", str(INGESTION_CONFIGS_DIR),
     ]  # fmt: skip
     missing = {k: v for k, v in env.items() if k != "AIRBYTE_STRIPE_CONNECTION_ID"}

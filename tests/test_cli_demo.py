@@ -1,4 +1,4 @@
-"""`analytics-orchestration demo`, the README's first command, on a private embedded stack."""
+"""`devstack demo`, the README's first command, on a private embedded stack."""
 
 import gzip
 import os
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from analytics_orchestration.embedded.stack import ARCHIVE_BUCKET, EmbeddedStack, free_port, s3_client
 from analytics_orchestration.segment.partitions import received_day_folder
+from devstack.stack import ARCHIVE_BUCKET, EmbeddedStack, free_port, s3_client
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,14 +26,20 @@ def demo_stack(tmp_path_factory):
 
 
 def run_demo(stack: EmbeddedStack, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    """``analytics-orchestration demo *args`` in a subprocess on ``stack`` (DAGSTER_HOME in ``tmp_path``)."""
+    """``devstack demo *args`` in a subprocess on ``stack`` (DAGSTER_HOME in ``tmp_path``)."""
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
-    stack_variables = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "ANALYTICS_ENV", "EMBEDDED_")
+    stack_variables = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "EMBEDDED_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(stack_variables)}
-    env.update({"EMBEDDED_STACK_DIR": str(stack.directory), "DAGSTER_HOME": str(home)})
+    env.update(
+        {
+            "EMBEDDED_STACK_DIR": str(stack.directory),
+            "EMBEDDED_STACK_ENV_FILE": str(stack.env_file),
+            "DAGSTER_HOME": str(home),
+        }
+    )
     return subprocess.run(
-        [sys.executable, "-m", "analytics_orchestration.cli", "demo", *args],
+        [sys.executable, "-m", "devstack.cli", "demo", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,

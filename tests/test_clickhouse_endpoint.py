@@ -27,7 +27,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from analytics_orchestration.embedded.stack import free_port
+from devstack.stack import free_port
 
 HOST = "127.0.0.1"
 USER = "endpoint_tester"
@@ -58,7 +58,7 @@ def start_endpoint(data_dir: Path, password: str, port: int | None = None) -> En
     """Start the server as a subprocess and wait until /ping answers."""
     port = port or free_port()
     env = {**os.environ, "CLICKHOUSE_USER": USER, "CLICKHOUSE_PASSWORD": password}
-    command = [sys.executable, "-m", "analytics_orchestration.embedded.clickhouse_server"]
+    command = [sys.executable, "-m", "devstack.clickhouse_server"]
     command += ["--host", HOST, "--port", str(port), "--data-dir", str(data_dir)]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -351,7 +351,7 @@ def test_data_persists_across_restart(tmp_path: Path) -> None:
 def test_missing_password_variable_is_named(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CLICKHOUSE_PASSWORD"}
     env["CLICKHOUSE_USER"] = USER
-    command = [sys.executable, "-m", "analytics_orchestration.embedded.clickhouse_server"]
+    command = [sys.executable, "-m", "devstack.clickhouse_server"]
     command += ["--port", str(free_port()), "--data-dir", str(tmp_path)]
     result = subprocess.run(command, env=env, capture_output=True, timeout=60)
     assert result.returncode != 0

@@ -1,4 +1,4 @@
-"""`analytics-orchestration dev` serves the Dagster UI on the embedded stack; runs launched from it work."""
+"""`devstack dev` serves the Dagster UI on the embedded stack; runs launched from it work."""
 
 import os
 import signal
@@ -12,8 +12,8 @@ from pathlib import Path
 from dagster import DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient
 
-from analytics_orchestration.cli import prepare_dbt
-from analytics_orchestration.embedded.stack import free_port
+from devstack.cli import prepare_dbt
+from devstack.stack import free_port
 from tests.conftest import SAMPLE_DAYS, SAMPLE_START
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def test_dev_shows_the_asset_graph_and_runs_a_job(embedded_stack, sample_input, 
     (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
     log = (tmp_path / "dev.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "analytics_orchestration.cli", "dev", "--port", str(port)],
+        [sys.executable, "-m", "devstack.cli", "dev", "--port", str(port)],
         env={**os.environ, "DAGSTER_HOME": str(home)},
         cwd=ROOT,
         stdout=log,

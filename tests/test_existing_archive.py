@@ -6,7 +6,7 @@ private embedded stack; the object keys and ETags are listed before and after.
 
 from datetime import date
 
-from analytics_orchestration.embedded.stack import (
+from devstack.stack import (
     ARCHIVE_BUCKET,
     ARCHIVE_PREFIX,
     SOURCE_ID,

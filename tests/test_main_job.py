@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from analytics_orchestration.cli import prepare_dbt
-from analytics_orchestration.embedded.stack import ARCHIVE_PREFIX, s3_client
-from analytics_orchestration.main_run import RunSummary, run_main_job
 from analytics_orchestration.segment.partitions import received_day_folder
+from devstack.cli import prepare_dbt
+from devstack.main_run import RunSummary, run_main_job
+from devstack.stack import ARCHIVE_PREFIX, s3_client
 from tests.conftest import SAMPLE_DAYS, SAMPLE_START
 from tests.reference import jsonl_distinct_ids, segment_reference
 

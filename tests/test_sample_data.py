@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics_orchestration.sample_data.generate import SampleSummary, generate_sample, main
+from devstack.sample_data.generate import SampleSummary, generate_sample, main
 
 START = datetime.date(2026, 1, 5)
 DAYS = 3

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult
 
-from analytics_orchestration.embedded.stack import ARCHIVE_BUCKET, ARCHIVE_PREFIX, s3_client, upload_folder
+from devstack.stack import ARCHIVE_BUCKET, ARCHIVE_PREFIX, s3_client, upload_folder
 from tests.reference import SegmentReference, segment_reference
 from tests.segment_archive import BAD_LINES, CALL_TYPES, folders, make_call, random_days, write_archive
 from tests.test_main_job import _client
@@ -26,7 +26,7 @@ DBT_TARGET = Path(__file__).resolve().parents[1] / "dbt_project" / "target"
 
 @pytest.fixture(scope="module")
 def defs(embedded_stack):
-    from analytics_orchestration.cli import prepare_dbt
+    from devstack.cli import prepare_dbt
 
     prepare_dbt()
     from analytics_orchestration.definitions import defs

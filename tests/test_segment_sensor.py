@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 from dagster import SkipReason, build_sensor_context
 
-from analytics_orchestration.embedded.stack import ARCHIVE_BUCKET, s3_client
 from analytics_orchestration.segment.partitions import received_day_folder
+from devstack.stack import ARCHIVE_BUCKET, s3_client
 
 
 def test_sensor_requests_changed_days_once(embedded_stack):

@@ -1,18 +1,19 @@
-"""Production settings: environment variables only, nothing embedded, clear errors by name."""
+"""Settings: environment variables only, nothing of the devstack in the pipeline, clear errors by name."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from analytics_orchestration.cli import prepare_dbt
 from analytics_orchestration.clickhouse.resource import ClickHouseResource, ClickHouseUnreachableError
-from analytics_orchestration.embedded.stack import free_port
-from analytics_orchestration.settings import PRODUCTION_VARIABLES
+from analytics_orchestration.settings import SETTINGS_VARIABLES
+from devstack.cli import prepare_dbt
+from devstack.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,20 +35,20 @@ def manifest() -> None:
     prepare_dbt()
 
 
-def test_production_imports_nothing_of_the_embedded_stack():
+def test_the_definitions_import_nothing_of_the_devstack():
     code = (
         "import sys, analytics_orchestration.definitions\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('chdb', 'moto', 'uvicorn')\n"
-        "             or m.startswith('analytics_orchestration.embedded'))\n"
+        "             or m.split('.')[0] == 'devstack')\n"
         "print(bad); assert not bad\n"
     )
-    result = _python(code, {"ANALYTICS_ENV": "prod"})
+    result = _python(code, {})
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_a_missing_production_variable_is_named():
-    env = {name: "x" for name in PRODUCTION_VARIABLES}
-    env.update({"ANALYTICS_ENV": "prod", "CLICKHOUSE_PORT": "8123", "S3_ENDPOINT_URL": ""})
+    env = {name: "x" for name in SETTINGS_VARIABLES}
+    env.update({"CLICKHOUSE_PORT": "8123", "S3_ENDPOINT_URL": ""})
     del env["CLICKHOUSE_PASSWORD"]
     code = (
         "from dagster import DagsterInstance\n"
@@ -74,3 +75,11 @@ def test_definitions_validate():
         env={k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_wheel_holds_no_devstack_file(tmp_path):
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q"]
+    subprocess.run([*build, "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
+    names = zipfile.ZipFile(next(tmp_path.glob("analytics_orchestration-*.whl"))).namelist()
+    assert "analytics_orchestration/definitions.py" in names
+    assert not [name for name in names if name.startswith("devstack")]

@@ -19,8 +19,13 @@ from dagster import (
 
 from analytics_orchestration.airbyte.config import ConnectionConfig, StreamConfig
 from analytics_orchestration.airbyte.resource import AirbyteResource
+from analytics_orchestration.cadences import CADENCE_TAG
 from analytics_orchestration.clickhouse.loads import replace_table_from_s3
-from analytics_orchestration.clickhouse.resource import CLICKHOUSE_LOAD_POOL, ClickHouseResource
+from analytics_orchestration.clickhouse.resource import (
+    CLICKHOUSE_LOAD_POOL,
+    LOAD_RETRY_POLICY,
+    ClickHouseResource,
+)
 from analytics_orchestration.storage.s3 import S3Resource
 
 
@@ -75,7 +80,9 @@ def build_load_asset(config: ConnectionConfig, stream: StreamConfig) -> AssetsDe
         deps=[stream_files_key(config, stream)],
         group_name=config.name,
         kinds={"clickhouse"},
+        tags={CADENCE_TAG: config.cadence},
         pool=CLICKHOUSE_LOAD_POOL,
+        retry_policy=LOAD_RETRY_POLICY,
         description=f"ClickHouse table {config.clickhouse_database}.{stream.name}: Airbyte stream "
         f"'{stream.name}' bulk-loaded from S3 Parquet, one row per {stream.primary_key}.",
     )

@@ -8,7 +8,7 @@ sync job to completion (``POST /jobs`` with ``{"connectionId", "jobType": "sync"
 
 The same code talks to Airbyte Cloud (``https://api.airbyte.com/v1``), self-managed Airbyte
 (``http://<host>:8000/api/public/v1``) and the embedded server
-(:mod:`analytics_orchestration.embedded.airbyte_server`).
+(:mod:`devstack.airbyte_server`).
 """
 
 from __future__ import annotations

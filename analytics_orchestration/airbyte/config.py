@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from analytics_orchestration.cadences import Cadence
 
 INGESTION_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "ingestion_configs"
 
 # ClickHouse identifiers and S3 path segments that come from config: letters, digits, underscore.
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-Cadence = Literal["hourly", "daily", "weekly"]
 
 
 def validate_identifier(value: str) -> str:

@@ -3,11 +3,13 @@
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
-from dagster import ConfigurableResource
+from dagster import Backoff, ConfigurableResource, RetryPolicy
 
 # Dagster pool of every asset that bulk-loads into ClickHouse: its limit (dagster.yaml,
 # ``concurrency.pools``) caps how many loads run at once across all runs and backfills.
 CLICKHOUSE_LOAD_POOL = "clickhouse_load"
+# Retries of a failed load: 10 s, then 20 s. Loads are atomic, so a retry starts from the table as it was.
+LOAD_RETRY_POLICY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
 
 
 class ClickHouseUnreachableError(ConnectionError):

@@ -12,7 +12,7 @@ from dagster_dbt import DbtProject
 from analytics_orchestration.settings import DBT_PROJECT_DIR
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-# Under `dagster dev` the manifest is re-parsed at load; elsewhere `analytics-orchestration prepare`
+# Under `dagster dev` the manifest is re-parsed at load; elsewhere `devstack prepare`
 # (run by every setup script) writes target/manifest.json first.
 dbt_project.prepare_if_dev()
 

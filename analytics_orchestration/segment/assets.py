@@ -19,17 +19,20 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     BackfillPolicy,
-    Backoff,
     Config,
     Failure,
     MaterializeResult,
     MetadataValue,
-    RetryPolicy,
     asset,
 )
 from pydantic import Field
 
-from analytics_orchestration.clickhouse.resource import CLICKHOUSE_LOAD_POOL, ClickHouseResource
+from analytics_orchestration.cadences import CADENCE_TAG
+from analytics_orchestration.clickhouse.resource import (
+    CLICKHOUSE_LOAD_POOL,
+    LOAD_RETRY_POLICY,
+    ClickHouseResource,
+)
 from analytics_orchestration.segment import sql
 from analytics_orchestration.segment.partitions import segment_daily_partitions
 from analytics_orchestration.segment.resource import SegmentArchiveResource
@@ -226,8 +229,9 @@ def _checks(
     partitions_def=segment_daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     pool=CLICKHOUSE_LOAD_POOL,
-    retry_policy=RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL),
+    retry_policy=LOAD_RETRY_POLICY,
     kinds={"clickhouse", "s3"},
+    tags={CADENCE_TAG: "daily"},
     check_specs=[
         AssetCheckSpec(REJECTED_SHARE_CHECK, asset=EVENTS_KEY, description="rejected share of each day"),
         AssetCheckSpec(DAILY_VOLUME_CHECK, asset=EVENTS_KEY, description="each day's volume vs last week"),

@@ -1,4 +1,4 @@
-"""``analytics-orchestration``: the embedded stack, sample data and the main job from one command.
+"""``devstack``: the embedded stack, sample data and the main job from one command.
 
 Commands:
     stack start|stop|status   the embedded ClickHouse, S3 and Airbyte services
@@ -24,19 +24,25 @@ from datetime import date, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
 
-from analytics_orchestration.settings import PROJECT_ROOT, embedded_stack_dir, is_production
+from devstack.stack import EmbeddedStack
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The stack's data, logs and pid files; its settings go to the project's .env, which Dagster's CLI
+# (`dagster dev`, `dagster asset materialize`, ...) loads from the working directory.
+STACK_DIR_VARIABLE = "EMBEDDED_STACK_DIR"
+ENV_FILE_VARIABLE = "EMBEDDED_STACK_ENV_FILE"
 
 
-def _stack():
-    from analytics_orchestration.embedded.stack import EmbeddedStack
-
-    return EmbeddedStack.at(embedded_stack_dir())
+def _stack() -> EmbeddedStack:
+    """The stack in ``$EMBEDDED_STACK_DIR`` (default ``.embedded/``) writing ``$EMBEDDED_STACK_ENV_FILE``
+    (default the project's ``.env``)."""
+    directory = Path(os.environ.get(STACK_DIR_VARIABLE) or PROJECT_ROOT / ".embedded")
+    env_file = Path(os.environ.get(ENV_FILE_VARIABLE) or PROJECT_ROOT / ".env")
+    return EmbeddedStack.at(directory, env_file=env_file)
 
 
 def _start_stack() -> bool:
     """Start the embedded stack (if needed) and export its settings; True if it was already running."""
-    if is_production():
-        raise SystemExit("ANALYTICS_ENV=prod: the embedded stack is not used in production")
     stack = _stack()
     was_running = stack.is_running()
     os.environ.update(stack.start())
@@ -91,14 +97,14 @@ def _generate_sample(start: date, days: int, events_per_day: int, seed: int, seg
     sample dir holds no ``segment-logs/``, so no generated Segment file can reach S3, now or at a
     later ``stack start``.
     """
-    from analytics_orchestration.embedded.stack import (
+    from devstack.sample_data.generate import generate_sample
+    from devstack.stack import (
         ARCHIVE_BUCKET,
         ARCHIVE_PREFIX,
         SOURCE_ID,
         s3_client,
         upload_folder,
     )
-    from analytics_orchestration.sample_data.generate import generate_sample
 
     stack = _stack()
     shutil.rmtree(stack.sample_dir, ignore_errors=True)  # the sample is exactly what this run generates
@@ -136,10 +142,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_upload_archive(args: argparse.Namespace) -> int:
-    from analytics_orchestration.embedded.stack import s3_client, upload_folder
+    from devstack.stack import s3_client, upload_folder
 
-    if not is_production():
-        _start_stack()
+    _start_stack()
     bucket = args.bucket or os.environ["SEGMENT_ARCHIVE_BUCKET"]
     files, size = upload_folder(s3_client(dict(os.environ)), Path(args.folder), bucket, args.prefix)
     print(f"uploaded {files} files ({size} bytes) to s3://{bucket}/{args.prefix.strip('/')}/")
@@ -173,7 +178,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     prepare_dbt()
     ensure_dagster_home()
     from analytics_orchestration.definitions import defs
-    from analytics_orchestration.main_run import run_main_job
+    from devstack.main_run import run_main_job
 
     with DagsterInstance.get() as instance:
         summary = run_main_job(defs, start, start + timedelta(days=args.days - 1), instance)
@@ -210,7 +215,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="analytics-orchestration", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="devstack", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     stack = sub.add_parser("stack", help="start, stop or inspect the embedded stack")
     stack.add_argument("action", choices=["start", "stop", "status"])

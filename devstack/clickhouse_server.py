@@ -30,7 +30,7 @@ and bytes read from tables), ``rows_read``/``bytes_read`` (rows and in-memory by
 ``rows_written``/``bytes_written`` (rows and bytes written, also for ``INSERT ... SELECT`` and inline
 ``INSERT ... VALUES``) and ``elapsed`` (seconds); streamed inserts report ``InsertResult.rows_written``.
 
-Run it with ``python -m analytics_orchestration.embedded.clickhouse_server --host 127.0.0.1
+Run it with ``python -m devstack.clickhouse_server --host 127.0.0.1
 --port 18123 --data-dir DIR``; the user and password come from ``CLICKHOUSE_USER`` and
 ``CLICKHOUSE_PASSWORD``.
 """
@@ -64,9 +64,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from analytics_orchestration.embedded.serving import required_env, run_app
+from devstack.serving import required_env, run_app
 
-logger = logging.getLogger("analytics_orchestration.embedded.clickhouse_server")
+logger = logging.getLogger("devstack.clickhouse_server")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_USER = "default"

@@ -13,7 +13,8 @@ from dagster import (
     ExecuteInProcessResult,
 )
 
-MAIN_JOB = "main_job"
+from analytics_orchestration.definitions import MAIN_JOB
+
 ROW_COUNT = "dagster/row_count"
 
 

@@ -1,4 +1,4 @@
 """Deterministic sample input for the stack: a Segment S3 archive and Stripe source objects.
 
-Entry point: :func:`analytics_orchestration.sample_data.generate.generate_sample`.
+Entry point: :func:`devstack.sample_data.generate.generate_sample`.
 """

@@ -42,7 +42,7 @@ prefix that this sync did not write are deleted. A failed sync (missing source f
 not a JSON object, S3 error) or one cancelled by server shutdown deletes the files it wrote and leaves
 the earlier objects exactly as they were.
 
-Run it with ``python -m analytics_orchestration.embedded.airbyte_server --host 127.0.0.1 --port 18006
+Run it with ``python -m devstack.airbyte_server --host 127.0.0.1 --port 18006
 --source-dir DIR [--configs-dir ingestion_configs]``; see :func:`main` for the environment variables.
 """
 
@@ -78,10 +78,10 @@ from analytics_orchestration.airbyte.config import (
     ConnectionConfig,
     load_connection_configs,
 )
-from analytics_orchestration.embedded.serving import required_env, run_app
-from analytics_orchestration.embedded.stack import s3_client
+from devstack.serving import required_env, run_app
+from devstack.stack import s3_client
 
-logger = logging.getLogger("analytics_orchestration.embedded.airbyte_server")
+logger = logging.getLogger("devstack.airbyte_server")
 
 DEFAULT_HOST = "127.0.0.1"
 TOKEN_LIFETIME_S = 180  # Airbyte Cloud's application tokens last 3 minutes

@@ -1,8 +1,10 @@
 """Start and stop the embedded default stack: ClickHouse (chdb), S3 (moto) and the Airbyte API.
 
 Each service is a child process bound to 127.0.0.1 that outlives the command starting it; its pid
-and log live in the stack directory (``.embedded/`` by default). ``stack.env`` holds the endpoints
-and the credentials generated at first start, under the same variable names production uses.
+and log live in the stack directory (``.embedded/`` by default). Its env file (the project's
+``.env`` for the ``devstack`` command, which Dagster's CLI loads; ``<directory>/stack.env`` by
+default) holds the endpoints and the credentials generated at first start, under the same variable
+names production uses.
 The ClickHouse data directory persists across restarts; moto's S3 is in memory, so ``start``
 re-uploads the stack's own generated sample archive (source id :data:`SOURCE_ID`) if there is one.
 Besides creating missing buckets it writes nothing else to S3 and never replaces an existing object:
@@ -25,9 +27,9 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from dotenv import dotenv_values, set_key
 
 from analytics_orchestration.airbyte.config import INGESTION_CONFIGS_DIR, load_connection_configs
-from analytics_orchestration.settings import read_env_file
 
 HOST = "127.0.0.1"
 DEFAULT_PORTS = {"clickhouse": 18123, "s3": 19000, "airbyte": 18006}
@@ -58,26 +60,27 @@ class EmbeddedStack:
 
     directory: Path
     ports: dict[str, int]
+    env_file: Path
 
     @classmethod
-    def at(cls, directory: Path, ports: dict[str, int] | None = None) -> EmbeddedStack:
-        """The stack in ``directory``: given ports, else those of its ``stack.env``, else defaults."""
+    def at(
+        cls, directory: Path, ports: dict[str, int] | None = None, env_file: Path | None = None
+    ) -> EmbeddedStack:
+        """The stack in ``directory`` whose settings go to ``env_file`` (default
+        ``<directory>/stack.env``): given ports, else those its env file names, else defaults."""
+        env_file = (env_file or directory / "stack.env").resolve()
         if ports is None:
-            written = read_env_file(directory / "stack.env")
+            written = read_env_file(env_file)
             ports = dict(DEFAULT_PORTS)
-            if written:
+            if "CLICKHOUSE_PORT" in written:
                 ports["clickhouse"] = int(written["CLICKHOUSE_PORT"])
                 ports["s3"] = int(written["S3_ENDPOINT_URL"].rsplit(":", 1)[1])
                 ports["airbyte"] = int(written["AIRBYTE_API_URL"].rsplit(":", 1)[1].split("/")[0])
-        return cls(directory=directory.resolve(), ports=dict(ports))
+        return cls(directory=directory.resolve(), ports=dict(ports), env_file=env_file)
 
     def is_running(self) -> bool:
         """True when every service's process is alive."""
         return all(self.running_pid(service) for service in self.ports)
-
-    @property
-    def env_file(self) -> Path:
-        return self.directory / "stack.env"
 
     @property
     def sample_dir(self) -> Path:
@@ -102,7 +105,6 @@ class EmbeddedStack:
             return previous.get(name) or secrets.token_urlsafe(18)
 
         env = {
-            "ANALYTICS_ENV": "local",
             "CLICKHOUSE_HOST": HOST,
             "CLICKHOUSE_PORT": str(self.ports["clickhouse"]),
             "CLICKHOUSE_USER": "analytics",
@@ -128,12 +130,12 @@ class EmbeddedStack:
         py = sys.executable
         return {
             "clickhouse": [
-                py, "-m", "analytics_orchestration.embedded.clickhouse_server", "--host", HOST,
+                py, "-m", "devstack.clickhouse_server", "--host", HOST,
                 "--port", str(self.ports["clickhouse"]), "--data-dir", str(self.directory / "clickhouse"),
             ],
             "s3": [py, "-m", "moto.server", "-H", HOST, "-p", str(self.ports["s3"])],
             "airbyte": [
-                py, "-m", "analytics_orchestration.embedded.airbyte_server", "--host", HOST,
+                py, "-m", "devstack.airbyte_server", "--host", HOST,
                 "--port", str(self.ports["airbyte"]),
                 "--source-dir", str(self.airbyte_source_dir),
                 "--configs-dir", str(INGESTION_CONFIGS_DIR),
@@ -172,8 +174,9 @@ class EmbeddedStack:
         """
         (self.directory / "run").mkdir(parents=True, exist_ok=True)
         env = self.environment()
-        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-        self.env_file.chmod(0o600)
+        self.env_file.touch(mode=0o600)
+        for key, value in env.items():  # other variables of the file are kept
+            set_key(self.env_file, key, value, quote_mode="never")
         child_env = {**os.environ, **env}
         for service, command in self._commands().items():
             if self.running_pid(service):
@@ -227,6 +230,11 @@ class EmbeddedStack:
             self._pid_file(service).unlink(missing_ok=True)
             stopped.append(service)
         return stopped
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of a ``.env`` file (python-dotenv's syntax); a missing file has none."""
+    return {k: v for k, v in dotenv_values(path).items() if v is not None} if path.exists() else {}
 
 
 def s3_client(env: dict[str, str]):

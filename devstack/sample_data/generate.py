@@ -10,7 +10,7 @@ Same arguments and seed give byte-identical files. Output under ``out_dir``:
 Memory stays bounded by one day's call columns plus one hour's lines; at 1,000,000 calls a day that
 is a few hundred MB.
 
-Usage: ``python -m analytics_orchestration.sample_data.generate --out DIR --start 2026-01-05 --days 7
+Usage: ``python -m devstack.sample_data.generate --out DIR --start 2026-01-05 --days 7
 --events-per-day 20000 --seed 7 --source-id analytics_app``
 """
 

@@ -1,0 +1,32 @@
+"""Segment: the archive's daily partitions loaded into ClickHouse, the daily job over them and the
+daily dbt models, its schedule and the sensor that follows the archive."""
+
+from dagster import AssetSelection, Definitions, EnvVar, build_schedule_from_partitioned_job, define_asset_job
+
+from analytics_orchestration.segment.assets import segment_events
+from analytics_orchestration.segment.resource import SegmentArchiveResource
+from analytics_orchestration.segment.sensors import build_segment_archive_sensor
+
+# dbt models tagged `daily` carry the dbt tag as a Dagster tag with an empty value.
+DAILY_MODELS = AssetSelection.tag("daily", "")
+DAILY_SELECTION = AssetSelection.assets(segment_events) | DAILY_MODELS
+
+segment_daily_job = define_asset_job(
+    "segment_daily_job",
+    selection=DAILY_SELECTION,
+    description="Load received days of Segment's archive, then the daily dbt models over them.",
+)
+
+defs = Definitions(
+    assets=[segment_events],
+    jobs=[segment_daily_job],
+    schedules=[build_schedule_from_partitioned_job(segment_daily_job, hour_of_day=1, minute_of_hour=30)],
+    sensors=[build_segment_archive_sensor(segment_daily_job)],
+    resources={
+        "segment_archive": SegmentArchiveResource(
+            bucket=EnvVar("SEGMENT_ARCHIVE_BUCKET"),
+            prefix=EnvVar("SEGMENT_ARCHIVE_PREFIX"),
+            source_id=EnvVar("SEGMENT_SOURCE_ID"),
+        ),
+    },
+)
