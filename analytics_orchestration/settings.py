@@ -15,7 +15,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
-# Variable name -> what it holds. Every one must be set (S3_ENDPOINT_URL may be empty, for AWS itself).
+# Variable name -> what it holds. Every one must be set.
 SETTINGS_VARIABLES: dict[str, str] = {
     "CLICKHOUSE_HOST": "ClickHouse HTTP(S) host name",
     "CLICKHOUSE_PORT": "ClickHouse HTTP(S) port (8123 plain, 8443 TLS)",
@@ -24,7 +24,7 @@ SETTINGS_VARIABLES: dict[str, str] = {
     "CLICKHOUSE_SECURE": "true to use HTTPS",
     "S3_BUCKET": "bucket Airbyte's S3 destination writes Parquet to",
     "AWS_REGION": "S3 region, e.g. us-east-1",
-    "S3_ENDPOINT_URL": "S3 endpoint URL; set it empty for AWS itself",
+    "S3_ENDPOINT_URL": "S3 endpoint URL, e.g. https://s3.us-east-1.amazonaws.com for AWS itself",
     "AWS_ACCESS_KEY_ID": "S3 access key id (secret), also passed to ClickHouse's s3()",
     "AWS_SECRET_ACCESS_KEY": "S3 secret access key (secret), also passed to ClickHouse's s3()",
     "AIRBYTE_API_URL": "Airbyte public API base URL, e.g. https://api.airbyte.com/v1",

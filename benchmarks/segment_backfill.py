@@ -95,12 +95,14 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from dagster_aws.s3 import S3Resource
+
 from analytics_orchestration.clickhouse.resource import ClickHouseResource
+from analytics_orchestration.clickhouse.s3 import S3Source, clickhouse_source, list_keys
 from analytics_orchestration.segment.assets import load_day
 from analytics_orchestration.segment.partitions import received_day_folder
 from analytics_orchestration.segment.resource import SegmentArchiveResource
 from analytics_orchestration.settings import PROJECT_ROOT
-from analytics_orchestration.storage.s3 import S3Resource, S3Source
 from devstack.sample_data.generate import generate_sample
 from devstack.stack import (
     ARCHIVE_BUCKET,
@@ -293,9 +295,9 @@ def run(root: Path, stack: EmbeddedStack, args: argparse.Namespace) -> dict[str,
     from analytics_orchestration.definitions import defs
 
     s3 = S3Resource(
-        region=env["AWS_REGION"],
-        access_key_id=env["AWS_ACCESS_KEY_ID"],
-        secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         endpoint_url=env["S3_ENDPOINT_URL"],
     )
     archive = SegmentArchiveResource(
@@ -459,10 +461,13 @@ class Baselines:
         command("CREATE OR REPLACE TABLE bench.lines (line String) ENGINE = MergeTree ORDER BY tuple()")
         started = time.perf_counter()
         for day in self.days:
-            for key, _ in self.s3.list_keys(self.archive.bucket, self.archive.day_prefix(day)):
-                source = self.s3.clickhouse_source(self.archive.bucket, key, "LineAsString")
-                target = self.s3.clickhouse_source(
-                    self.archive.bucket, CLEAN_PREFIX + key.removeprefix(self.archive.prefix), "LineAsString"
+            for key, _ in list_keys(self.s3, self.archive.bucket, self.archive.day_prefix(day)):
+                source = clickhouse_source(self.s3, self.archive.bucket, key, "LineAsString")
+                target = clickhouse_source(
+                    self.s3,
+                    self.archive.bucket,
+                    CLEAN_PREFIX + key.removeprefix(self.archive.prefix),
+                    "LineAsString",
                 )
                 command(
                     "INSERT INTO FUNCTION s3({t_url:String}, {t_key:String}, {t_secret:String}, "
@@ -479,7 +484,7 @@ class Baselines:
         say(f"(c) copied the archive without invalid-JSON lines in {time.perf_counter() - started:.1f} s")
 
     def _jsoneachrow(self, key_glob: str) -> float:
-        source = self.s3.clickhouse_source(self.archive.bucket, key_glob, "JSONEachRow")
+        source = clickhouse_source(self.s3, self.archive.bucket, key_glob, "JSONEachRow")
         self.client.command("TRUNCATE TABLE bench.events")
         started = time.perf_counter()
         self.client.command(
@@ -512,7 +517,7 @@ class Baselines:
 
     def extract(self) -> float:
         """The same typed table filled by one ``JSONExtract`` per line of the original files."""
-        source = self.s3.clickhouse_source(self.archive.bucket, self.original, "LineAsString")
+        source = clickhouse_source(self.s3, self.archive.bucket, self.original, "LineAsString")
         self.client.command("TRUNCATE TABLE bench.events")
         started = time.perf_counter()
         self.client.command(
@@ -536,7 +541,7 @@ class Baselines:
 
     def lines(self) -> float:
         """The floor: the original files' lines stored unparsed."""
-        source = self.s3.clickhouse_source(self.archive.bucket, self.original, "LineAsString")
+        source = clickhouse_source(self.s3, self.archive.bucket, self.original, "LineAsString")
         self.client.command("TRUNCATE TABLE bench.lines")
         started = time.perf_counter()
         self.client.command(
@@ -546,7 +551,7 @@ class Baselines:
 
     def facts(self) -> dict[str, Any]:
         """Lines of the clean copy, rows the last JSONEachRow ingest kept, average line size."""
-        source = self.s3.clickhouse_source(self.archive.bucket, self.clean, "LineAsString")
+        source = clickhouse_source(self.s3, self.archive.bucket, self.clean, "LineAsString")
         clean = self.client.query(f"SELECT count() FROM {source.sql}", parameters=source.parameters)
         lines, size = self.client.query("SELECT count(), sum(length(line) + 1) FROM bench.lines").result_rows[
             0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -48,7 +49,7 @@ def test_the_definitions_import_nothing_of_the_devstack():
 
 def test_a_missing_production_variable_is_named():
     env = {name: "x" for name in SETTINGS_VARIABLES}
-    env.update({"CLICKHOUSE_PORT": "8123", "S3_ENDPOINT_URL": ""})
+    env.update({"CLICKHOUSE_PORT": "8123", "S3_ENDPOINT_URL": "https://s3.us-east-1.amazonaws.com"})
     del env["CLICKHOUSE_PASSWORD"]
     code = (
         "from dagster import DagsterInstance\n"
@@ -78,8 +79,15 @@ def test_definitions_validate():
 
 
 def test_the_wheel_holds_no_devstack_file(tmp_path):
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q"]
-    subprocess.run([*build, "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
-    names = zipfile.ZipFile(next(tmp_path.glob("analytics_orchestration-*.whl"))).namelist()
+    # built from a copy of the tracked files, so no build/ directory is left in (or read from) the tree
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    source = tmp_path / "source"
+    for name in tracked.stdout.splitlines():
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist")]
+    subprocess.run([*build, str(source)], check=True, capture_output=True, timeout=300)
+    names = zipfile.ZipFile(next((tmp_path / "dist").glob("analytics_orchestration-*.whl"))).namelist()
     assert "analytics_orchestration/definitions.py" in names
     assert not [name for name in names if name.startswith("devstack")]

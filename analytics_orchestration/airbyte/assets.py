@@ -7,6 +7,7 @@ Per connection ``<name>`` with streams ``s``:
   the dbt source of the staging models.
 """
 
+import pyarrow.parquet as pq
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -16,6 +17,8 @@ from dagster import (
     asset,
     multi_asset,
 )
+from dagster_aws.s3 import S3Resource
+from pyarrow import fs
 
 from analytics_orchestration.airbyte.config import ConnectionConfig, StreamConfig
 from analytics_orchestration.airbyte.resource import AirbyteResource
@@ -26,7 +29,7 @@ from analytics_orchestration.clickhouse.resource import (
     LOAD_RETRY_POLICY,
     ClickHouseResource,
 )
-from analytics_orchestration.storage.s3 import S3Resource
+from analytics_orchestration.clickhouse.s3 import clickhouse_source, list_keys
 
 
 def stream_files_key(config: ConnectionConfig, stream: StreamConfig) -> AssetKey:
@@ -35,6 +38,19 @@ def stream_files_key(config: ConnectionConfig, stream: StreamConfig) -> AssetKey
 
 def stream_table_key(config: ConnectionConfig, stream: StreamConfig) -> AssetKey:
     return AssetKey([config.clickhouse_database, stream.name])
+
+
+def parquet_rows(s3: S3Resource, bucket: str, keys: list[str]) -> int:
+    """Total rows of the Parquet files ``keys`` in ``bucket``, read from their footers only (pyarrow)."""
+    scheme, _, host = (s3.endpoint_url or "").rstrip("/").partition("://")
+    filesystem = fs.S3FileSystem(
+        region=s3.region_name,
+        access_key=s3.aws_access_key_id,
+        secret_key=s3.aws_secret_access_key,
+        endpoint_override=host or None,
+        scheme=scheme if host else "https",
+    )
+    return sum(pq.read_metadata(f"{bucket}/{key}", filesystem=filesystem).num_rows for key in keys)
 
 
 def build_sync_asset(config: ConnectionConfig) -> AssetsDefinition:
@@ -56,11 +72,11 @@ def build_sync_asset(config: ConnectionConfig) -> AssetsDefinition:
         job = airbyte.client().run_sync(connection_id, log=context.log.info)
         for stream in config.streams:
             prefix = config.destination.stream_prefix(stream.name)
-            files = s3.list_keys(airbyte.destination_bucket, prefix)
+            files = list_keys(s3, airbyte.destination_bucket, prefix)
             yield MaterializeResult(
                 asset_key=stream_files_key(config, stream),
                 metadata={
-                    "dagster/row_count": s3.parquet_rows(airbyte.destination_bucket, [k for k, _ in files]),
+                    "dagster/row_count": parquet_rows(s3, airbyte.destination_bucket, [k for k, _ in files]),
                     "airbyte_job_id": job.job_id,
                     "airbyte_rows_synced_all_streams": job.rows_synced or 0,
                     "files": len(files),
@@ -93,9 +109,9 @@ def build_load_asset(config: ConnectionConfig, stream: StreamConfig) -> AssetsDe
         airbyte: AirbyteResource,
     ) -> MaterializeResult:
         prefix = config.destination.stream_prefix(stream.name)
-        files = s3.list_keys(airbyte.destination_bucket, prefix)
+        files = list_keys(s3, airbyte.destination_bucket, prefix)
         source = (
-            s3.clickhouse_source(airbyte.destination_bucket, f"{prefix}*.parquet", "Parquet")
+            clickhouse_source(s3, airbyte.destination_bucket, f"{prefix}*.parquet", "Parquet")
             if files
             else None
         )

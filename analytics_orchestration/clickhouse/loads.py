@@ -3,7 +3,7 @@
 from clickhouse_connect.driver.client import Client
 
 from analytics_orchestration.airbyte.config import validate_identifier
-from analytics_orchestration.storage.s3 import S3Source
+from analytics_orchestration.clickhouse.s3 import S3Source
 
 
 def table_exists(client: Client, database: str, table: str) -> bool:

@@ -25,6 +25,7 @@ from dagster import (
     MetadataValue,
     asset,
 )
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from analytics_orchestration.cadences import CADENCE_TAG
@@ -33,10 +34,10 @@ from analytics_orchestration.clickhouse.resource import (
     LOAD_RETRY_POLICY,
     ClickHouseResource,
 )
+from analytics_orchestration.clickhouse.s3 import clickhouse_source, list_keys
 from analytics_orchestration.segment import sql
 from analytics_orchestration.segment.partitions import segment_daily_partitions
 from analytics_orchestration.segment.resource import SegmentArchiveResource
-from analytics_orchestration.storage.s3 import S3Resource
 
 EVENTS_KEY = [sql.DATABASE, "events"]
 REJECTED_SHARE_CHECK = "rejected_share"
@@ -124,7 +125,7 @@ def load_day(
     """
     limits = limits or SegmentLoadConfig()
     prefix = archive.day_prefix(day)
-    objects = s3.list_keys(archive.bucket, prefix)
+    objects = list_keys(s3, archive.bucket, prefix)
     db = sql.DATABASE
     stage = f"_load_{day:%Y%m%d}_{uuid.uuid4().hex[:8]}"
     day_param = {"day": day.isoformat()}
@@ -134,7 +135,7 @@ def load_day(
     try:
         file_counts: list[tuple[str, int, int]] = []
         if objects:
-            source = s3.clickhouse_source(archive.bucket, f"{prefix}*.gz", "LineAsString")
+            source = clickhouse_source(s3, archive.bucket, f"{prefix}*.gz", "LineAsString")
             client.command(
                 sql.load_lines_sql(db, stage, source.sql),
                 parameters={**source.parameters, **day_param, "bucket": archive.bucket},

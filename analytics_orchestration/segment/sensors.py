@@ -13,9 +13,10 @@ from dagster import (
     SkipReason,
     sensor,
 )
+from dagster_aws.s3 import S3Resource
 
+from analytics_orchestration.clickhouse.s3 import list_keys
 from analytics_orchestration.segment.resource import SegmentArchiveResource
-from analytics_orchestration.storage.s3 import S3Resource
 
 # Segment copies files hourly (around :40), so a day's folder keeps changing until about 01:00 the
 # next day; late copies after an outage can arrive later still. The sensor re-checks this many days.
@@ -51,7 +52,7 @@ def build_segment_archive_sensor(job: JobDefinition) -> SensorDefinition:
             key = day.isoformat()
             if partitions is not None and not partitions.has_partition_key(key):
                 continue
-            objects = s3.list_keys(segment_archive.bucket, segment_archive.day_prefix(day))
+            objects = list_keys(s3, segment_archive.bucket, segment_archive.day_prefix(day))
             if not objects:
                 continue
             signature = folder_signature(objects)

@@ -1,0 +1,66 @@
+"""S3 as the pipeline reads it, on top of dagster-aws's ``S3Resource``: object listings (boto3) and
+the arguments of ClickHouse's ``s3()`` table function.
+
+The ``s3()`` arguments are our own code: no library builds them. URLs are path-style on the
+resource's ``endpoint_url`` (``<endpoint>/<bucket>/<key>``), which ``S3_ENDPOINT_URL`` always sets:
+``https://s3.<region>.amazonaws.com`` for AWS itself, the stand-in's URL on the embedded stack.
+"""
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from dagster_aws.s3 import S3Resource
+
+
+@dataclass(frozen=True)
+class S3Source:
+    """Arguments for ClickHouse's ``s3(url, access_key_id, secret_access_key, format)``.
+
+    ``sql`` names query parameters, never values, so credentials stay out of SQL text and logs;
+    pass :attr:`parameters` to the query.
+    """
+
+    url: str
+    format: str
+    access_key_id: str
+    secret_access_key: str
+
+    @property
+    def sql(self) -> str:
+        return "s3({s3_url:String}, {s3_key:String}, {s3_secret:String}, {s3_format:String})"
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        return {
+            "s3_url": self.url,
+            "s3_key": self.access_key_id,
+            "s3_secret": self.secret_access_key,
+            "s3_format": self.format,
+        }
+
+
+def object_url(s3: S3Resource, bucket: str, key: str) -> str:
+    """Path-style URL of ``key`` in ``bucket``; ``key`` may hold ClickHouse globs (``*``, ``{a,b}``).
+
+    Raises:
+        ValueError: the resource has no ``endpoint_url``.
+    """
+    if not s3.endpoint_url:
+        raise ValueError("S3_ENDPOINT_URL is empty: set it, e.g. https://s3.us-east-1.amazonaws.com")
+    return f"{s3.endpoint_url.rstrip('/')}/{bucket}/{quote(key, safe='/*?{},._-')}"
+
+
+def clickhouse_source(s3: S3Resource, bucket: str, key_glob: str, data_format: str) -> S3Source:
+    """The ``s3()`` table function over ``key_glob`` in ``bucket`` read as ``data_format``."""
+    return S3Source(
+        url=object_url(s3, bucket, key_glob),
+        format=data_format,
+        access_key_id=s3.aws_access_key_id or "",
+        secret_access_key=s3.aws_secret_access_key or "",
+    )
+
+
+def list_keys(s3: S3Resource, bucket: str, prefix: str) -> list[tuple[str, int]]:
+    """``(key, size in bytes)`` of every object under ``prefix``, sorted by key."""
+    pages = s3.get_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted((obj["Key"], obj["Size"]) for page in pages for obj in page.get("Contents", []))
