@@ -6,7 +6,7 @@ from Monday 2026-03-02 (``--events-per-day`` lines a day, about 1 KB each, one g
 with the generator's late, duplicate and malformed lines) into its S3, then measures in one run:
 
 (a) ``dagster``: a backfill of those partitions end to end, exactly what a single-run backfill
-    executes: ``segment_daily_job`` (raw_segment/events, then the daily dbt models) over the whole
+    executes: ``segment_daily_job`` (segment/raw_segment/events, then the daily dbt models) over the whole
     range in one ``execute_in_process`` run on an ephemeral instance; split into the raw load step
     and the dbt step from the run's step stats, with dbt's own time per model and test. Measured
     once, after the warm-up: the raw load replaces the days' partitions as any re-run does, the dbt
@@ -43,7 +43,7 @@ are noisy). Each timed measure starts once ClickHouse runs no background merge.
 Then the small-day start-up: one extra received day of about ``--small-day-events`` lines (the day
 after the big ones, generated into its own folder) is materialized as a user launches it, in a fresh
 process: ``dagster asset materialize -m analytics_orchestration.definitions --select
-'key:raw_segment/events+' --partition <day>`` (``DAGSTER_HOME`` a temporary instance, telemetry off).
+'key:segment/raw_segment/events+' --partition <day>`` (``DAGSTER_HOME`` a temporary instance, telemetry off).
 Its wall time (process start to exit) is ``small_day_run_s``, split into Dagster start-up (process
 start to RUN_START in the run's event log), the load step, the dbt step and the rest (other steps,
 between steps, run end, process exit).
@@ -227,7 +227,7 @@ def step_split(instance: Any, run_id: str) -> dict[str, float]:
             continue
         if "dbt" in stats.step_key:
             split["dbt"] += stats.end_time - stats.start_time
-        elif stats.step_key == "raw_segment__events":
+        elif stats.step_key == "segment__raw_segment__events":
             split["raw"] += stats.end_time - stats.start_time
     return split
 
@@ -578,7 +578,7 @@ def small_day_run(root: Path, env: dict[str, str], day: date, small_events: int)
     dagster = Path(sys.executable).parent / "dagster"
     command = [
         str(dagster), "asset", "materialize", "-m", "analytics_orchestration.definitions",
-        "--select", "key:raw_segment/events+", "--partition", day.isoformat(),
+        "--select", "key:segment/raw_segment/events+", "--partition", day.isoformat(),
     ]  # fmt: skip
     log = root / "small_day_run.log"
     say(f"small day {day}: {summary.segment_lines:,} lines; dagster {' '.join(command[1:])} ...")

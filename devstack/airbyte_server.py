@@ -21,10 +21,12 @@ Every other call needs ``Authorization: Bearer <access_token>``; a missing, wron
 401, an unknown connection or job 404, both as Airbyte's problem JSON
 ``{"type", "title", "status", "detail"}``. Jobs live in memory only.
 
-A sync reads each stream of the connection from ``<source_dir>/<connection name>/<stream>.jsonl`` (one
-JSON object per line) and writes it as Airbyte's S3 destination does with Parquet output
-(https://docs.airbyte.com/integrations/destinations/s3, "Configure S3 Destination" file naming and
-"Parquet" output schema):
+The connections, their streams and primary keys are those of the YAML files in ``ingestion_configs/``
+(``--configs-dir``); the server keeps no list of its own. A sync reads each stream its connection
+declares, in the YAML's order, from ``<source_dir>/<connection name>/<stream>.jsonl``
+(:func:`source_file`; one JSON object per line) and writes it as Airbyte's S3 destination does with
+Parquet output (https://docs.airbyte.com/integrations/destinations/s3, "Configure S3 Destination"
+file naming and "Parquet" output schema):
 
 * keys ``<bucket_path>/<namespace>/<stream>/<YYYY_MM_DD>_<epoch ms>_<part>.parquet``, date and epoch of
   the sync's start (UTC), parts 0, 1, ... of at most ``rows_per_file`` rows (default 100,000);
@@ -120,6 +122,12 @@ KIND_TYPES = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str
 
 
 # --- source records and their Parquet form -------------------------------------------------------
+
+
+def source_file(source_dir: Path, connection: ConnectionConfig, stream: str) -> Path:
+    """The JSON-lines file a sync reads stream ``stream`` of ``connection`` from:
+    ``<source_dir>/<connection name>/<stream>.jsonl``."""
+    return source_dir / connection.name / f"{stream}.jsonl"
 
 
 class SyncError(Exception):
@@ -392,7 +400,7 @@ class SyncService:
         self, job: Job, config: ConnectionConfig, stream: str, stamp: SyncStamp, written: list[str]
     ) -> None:
         """Write one stream's parts, appending each key to ``written`` as soon as it exists."""
-        path = self.source_dir / config.name / f"{stream}.jsonl"
+        path = source_file(self.source_dir, config, stream)
         schema = infer_schema(path)
         prefix = config.destination.stream_prefix(stream)
         for part, (records, nbytes) in enumerate(batches(read_records(path), self.rows_per_file)):

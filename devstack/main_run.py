@@ -7,7 +7,6 @@ from datetime import date
 
 from dagster import (
     AssetCheckSeverity,
-    DagsterEventType,
     DagsterInstance,
     Definitions,
     ExecuteInProcessResult,
@@ -90,25 +89,23 @@ def run_main_job(defs: Definitions, first: date, last: date, instance: DagsterIn
 def summarise(result: ExecuteInProcessResult) -> RunSummary:
     """Collect materialisations (partition, ``dagster/row_count``) and check results of a run."""
     assets: dict[str, AssetSummary] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        name = materialization.asset_key.to_user_string()
+        item = assets.setdefault(name, AssetSummary(name))
+        if materialization.partition:
+            item.partitions.append(materialization.partition)
+        if ROW_COUNT in materialization.metadata:
+            item.rows = int(materialization.metadata[ROW_COUNT].value)
     passed, failed, warned = 0, [], []
-    for event in result.all_events:
-        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-            materialization = event.event_specific_data.materialization
-            name = materialization.asset_key.to_user_string()
-            item = assets.setdefault(name, AssetSummary(name))
-            if materialization.partition:
-                item.partitions.append(materialization.partition)
-            if ROW_COUNT in materialization.metadata:
-                item.rows = int(materialization.metadata[ROW_COUNT].value)
-        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
-            evaluation = event.event_specific_data
-            label = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-            if evaluation.passed:
-                passed += 1
-            elif evaluation.severity == AssetCheckSeverity.WARN:
-                warned.append(label)
-            else:
-                failed.append(label)
+    for evaluation in result.get_asset_check_evaluations():
+        label = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        if evaluation.passed:
+            passed += 1
+        elif evaluation.severity == AssetCheckSeverity.WARN:
+            warned.append(label)
+        else:
+            failed.append(label)
     for item in assets.values():
         item.partitions.sort()
     return RunSummary(result.run_id, result.success, assets, passed, failed, warned)

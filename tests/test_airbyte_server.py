@@ -2,7 +2,8 @@
 
 Real parts only: moto's S3 server and the Airbyte server (uvicorn) run in threads on free ports of
 127.0.0.1 for the module; the CLI test starts the server as a subprocess. Source records are small
-JSON-lines files written per test.
+JSON-lines files written per test. The connection, its streams and primary keys are those of
+``ingestion_configs/`` (the first connection there); the test keeps no list of streams.
 """
 
 from __future__ import annotations
@@ -33,17 +34,24 @@ from moto.server import ThreadedMotoServer
 
 from analytics_orchestration.airbyte.client import AirbyteClient, AirbyteSyncError
 from analytics_orchestration.airbyte.config import INGESTION_CONFIGS_DIR, load_connection_configs
-from devstack.airbyte_server import create_app, iso_duration
+from devstack.airbyte_server import create_app, iso_duration, source_file
 from devstack.stack import free_port, port_open
 
 HOST = "127.0.0.1"
 BUCKET = "lake"
 CLIENT_ID = "pipeline-tests"
 CLIENT_SECRET = secrets.token_urlsafe(18)
-CONNECTION_ID = str(uuid.uuid4())
+CONNECTIONS = load_connection_configs(INGESTION_CONFIGS_DIR)
+CONFIG = CONNECTIONS[0]  # the connection these tests sync
+CONNECTION_IDS = {config.name: str(uuid.uuid4()) for config in CONNECTIONS}
+CONNECTION_ID = CONNECTION_IDS[CONFIG.name]
 ROWS_PER_FILE = 3
-STREAMS = ("customers", "subscriptions", "invoices", "charges", "refunds")
-KEY_PATTERN = re.compile(r"^airbyte/stripe/(\w+)/(\d{4}_\d{2}_\d{2})_(\d{13})_(\d+)\.parquet$")
+STREAMS = tuple(stream.name for stream in CONFIG.streams)
+MIXED_STREAM = STREAMS[0]  # gets MIXED_RECORDS; every other stream two plain records
+KEY_PATTERN = re.compile(
+    rf"^{re.escape(CONFIG.destination.bucket_path)}/{re.escape(CONFIG.destination.namespace)}/"
+    r"(\w+)/(\d{4}_\d{2}_\d{2})_(\d{13})_(\d+)\.parquet$"
+)
 AIRBYTE_COLUMNS = ["_airbyte_raw_id", "_airbyte_extracted_at", "_airbyte_meta", "_airbyte_generation_id"]
 META_TYPE = pa.struct(
     [
@@ -55,7 +63,8 @@ META_TYPE = pa.struct(
     ]
 )
 
-CUSTOMERS = [
+# Field types to infer: int and float mixed, bool with a missing value, objects, arrays, nulls.
+MIXED_RECORDS = [
     {"id": "cus_1", "object": "customer", "balance": 0, "delinquent": False, "metadata": {"org": "o1"}},
     {"id": "cus_2", "object": "customer", "balance": 12.5, "delinquent": True, "metadata": {}},
     {"id": "cus_3", "object": "customer", "balance": -300, "metadata": {"org": "o3", "tags": ["a", "é"]}},
@@ -73,17 +82,17 @@ CUSTOMERS = [
 
 
 def _records(stream: str) -> list[dict]:
-    if stream == "customers":
-        return CUSTOMERS
+    if stream == MIXED_STREAM:
+        return MIXED_RECORDS
     return [{"id": f"{stream}_{i}", "amount": 100 * i, "items": [{"n": i}]} for i in range(1, 3)]
 
 
 def write_sources(source_dir: Path) -> None:
-    """The good source files: ``<source_dir>/stripe/<stream>.jsonl``, one line per record."""
-    folder = source_dir / "stripe"
-    folder.mkdir(parents=True, exist_ok=True)
+    """The good source files: ``<source_dir>/<connection>/<stream>.jsonl``, one line per record."""
     for stream in STREAMS:
-        (folder / f"{stream}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records(stream)))
+        path = source_file(source_dir, CONFIG, stream)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in _records(stream)))
 
 
 @dataclass(frozen=True)
@@ -125,8 +134,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     s3.create_bucket(Bucket=BUCKET)
     source_dir = tmp_path_factory.mktemp("airbyte-sources")
     app = create_app(
-        load_connection_configs(INGESTION_CONFIGS_DIR),
-        {"stripe": CONNECTION_ID},
+        CONNECTIONS,
+        CONNECTION_IDS,
         source_dir,
         lambda: s3_client(endpoint),
         BUCKET,
@@ -161,13 +170,13 @@ def test_get_connection_returns_the_configured_streams(stack: Servers) -> None:
     connection = stack.client().get_connection(CONNECTION_ID)
 
     assert connection.connection_id == CONNECTION_ID
-    assert connection.name == "stripe"
+    assert connection.name == CONFIG.name
     assert connection.status == models.ConnectionStatusEnum.ACTIVE
     assert connection.schedule.schedule_type == models.ScheduleTypeWithBasicEnum.MANUAL
     streams = connection.configurations.streams
     assert [s.name for s in streams] == list(STREAMS)
     assert {s.sync_mode for s in streams} == {models.ConnectionSyncModeEnum.FULL_REFRESH_OVERWRITE}
-    assert all(s.primary_key == [["id"]] for s in streams)
+    assert [s.primary_key for s in streams] == [[[s.primary_key]] for s in CONFIG.streams]
     assert stack.client().get_connection(CONNECTION_ID).source_id == connection.source_id
 
 
@@ -186,7 +195,7 @@ def test_sync_writes_parquet_files_like_airbytes_s3_destination(stack: Servers) 
     assert job.status == models.JobStatusEnum.SUCCEEDED
     assert job.job_type == models.JobTypeEnum.SYNC
     assert job.rows_synced == sum(len(_records(s)) for s in STREAMS)
-    source_bytes = sum((stack.source_dir / "stripe" / f"{s}.jsonl").stat().st_size for s in STREAMS)
+    source_bytes = sum(source_file(stack.source_dir, CONFIG, s).stat().st_size for s in STREAMS)
     assert job.bytes_synced == source_bytes
     assert re.fullmatch(r"PT(\d+M)?\d+(\.\d+)?S", job.duration)
     keys = sorted(stack.objects())
@@ -197,15 +206,11 @@ def test_sync_writes_parquet_files_like_airbytes_s3_destination(stack: Servers) 
     started = datetime.fromtimestamp(int(matches[0].group(3)) / 1000, tz=timezone.utc)
     assert matches[0].group(2) == started.strftime("%Y_%m_%d")
     assert started.strftime("%Y-%m-%dT%H:%M:%SZ") == job.start_time
-    customer_keys = [k for k, m in zip(keys, matches, strict=True) if m.group(1) == "customers"]
-    assert sorted(int(KEY_PATTERN.match(k).group(4)) for k in customer_keys) == [
-        0,
-        1,
-        2,
-    ]  # 7 rows, 3 per file
+    mixed_keys = [k for k, m in zip(keys, matches, strict=True) if m.group(1) == MIXED_STREAM]
+    assert sorted(int(KEY_PATTERN.match(k).group(4)) for k in mixed_keys) == [0, 1, 2]  # 7 rows, 3 a file
 
-    customers = pa.concat_tables(stack.table(k) for k in sorted(customer_keys, key=lambda k: k[-10:]))
-    assert customers.column_names == [
+    mixed = pa.concat_tables(stack.table(k) for k in sorted(mixed_keys, key=lambda k: k[-10:]))
+    assert mixed.column_names == [
         *AIRBYTE_COLUMNS,
         "id",
         "object",
@@ -214,7 +219,7 @@ def test_sync_writes_parquet_files_like_airbytes_s3_destination(stack: Servers) 
         "metadata",
         "email",
     ]
-    schema = customers.schema
+    schema = mixed.schema
     assert schema.field("_airbyte_raw_id").type == pa.string()
     assert schema.field("_airbyte_extracted_at").type == pa.timestamp("ms", tz="UTC")
     assert schema.field("_airbyte_meta").type == META_TYPE
@@ -224,19 +229,19 @@ def test_sync_writes_parquet_files_like_airbytes_s3_destination(stack: Servers) 
         pa.bool_(),
         pa.string(),
     ]
-    rows = customers.to_pylist()
-    assert len(rows) == len(CUSTOMERS)
+    rows = mixed.to_pylist()
+    assert len(rows) == len(MIXED_RECORDS)
     assert len({uuid.UUID(r["_airbyte_raw_id"]) for r in rows}) == len(rows)
     assert {r["_airbyte_extracted_at"] for r in rows} == {started}
     assert {json.dumps(r["_airbyte_meta"]) for r in rows} == {
         json.dumps({"sync_id": job.job_id, "changes": []})
     }
-    assert [r["id"] for r in rows] == [c["id"] for c in CUSTOMERS]
+    assert [r["id"] for r in rows] == [c["id"] for c in MIXED_RECORDS]
     assert [r["balance"] for r in rows] == [0.0, 12.5, -300.0, None, 7.0, 1.0, 2.0]
     assert [r["email"] for r in rows] == [None, None, None, "d@example.com", None, None, None]
     assert [r["delinquent"] for r in rows][2] is None
     decoded = [None if r["metadata"] is None else json.loads(r["metadata"]) for r in rows]
-    assert decoded == [c.get("metadata") for c in CUSTOMERS]
+    assert decoded == [c.get("metadata") for c in MIXED_RECORDS]
 
 
 def test_second_sync_replaces_the_first_generation(stack: Servers) -> None:
@@ -268,7 +273,7 @@ def test_failed_sync_leaves_the_earlier_files_untouched(stack: Servers, break_so
     client = stack.client()
     client.run_sync(CONNECTION_ID)
     before = stack.objects()
-    break_source(stack.source_dir / "stripe" / "refunds.jsonl")  # the last stream: others got written
+    break_source(source_file(stack.source_dir, CONFIG, STREAMS[-1]))  # the last: others got written
 
     with pytest.raises(AirbyteSyncError, match=rf"connection {CONNECTION_ID} ended failed") as raised:
         client.run_sync(CONNECTION_ID)
@@ -294,7 +299,7 @@ def test_command_line_serves_and_names_missing_variables(servers: Servers, tmp_p
         **os.environ,
         "AIRBYTE_CLIENT_ID": CLIENT_ID,
         "AIRBYTE_CLIENT_SECRET": secret,
-        "AIRBYTE_STRIPE_CONNECTION_ID": CONNECTION_ID,
+        **{config.connection_id_env: CONNECTION_IDS[config.name] for config in CONNECTIONS},
         "S3_BUCKET": BUCKET,
         "S3_ENDPOINT_URL": servers.s3_endpoint,
         "AWS_REGION": "us-east-1",
@@ -306,10 +311,10 @@ def test_command_line_serves_and_names_missing_variables(servers: Servers, tmp_p
         sys.executable, "-m", "devstack.airbyte_server", "--host", HOST,
         "--port", str(port), "--source-dir", str(tmp_path), "--configs-dir", str(INGESTION_CONFIGS_DIR),
     ]  # fmt: skip
-    missing = {k: v for k, v in env.items() if k != "AIRBYTE_STRIPE_CONNECTION_ID"}
+    missing = {k: v for k, v in env.items() if k != CONFIG.connection_id_env}
     failed = subprocess.run(command, env=missing, capture_output=True, text=True, timeout=30)
     assert failed.returncode == 1
-    assert "AIRBYTE_STRIPE_CONNECTION_ID" in failed.stderr
+    assert CONFIG.connection_id_env in failed.stderr
 
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -318,7 +323,7 @@ def test_command_line_serves_and_names_missing_variables(servers: Servers, tmp_p
             assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
         client = AirbyteClient(f"http://{HOST}:{port}/v1", CLIENT_ID, secret)
-        assert client.get_connection(CONNECTION_ID).name == "stripe"
+        assert client.get_connection(CONNECTION_ID).name == CONFIG.name
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=15)

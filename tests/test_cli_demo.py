@@ -54,7 +54,7 @@ def test_demo_runs_the_main_job_and_prints_a_summary(demo_stack, tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert ": SUCCESS" in result.stdout
-    for line in ("raw_segment/events", "marts/daily_active_users"):
+    for line in ("segment/raw_segment/events", "dbt/marts/daily_active_users"):
         assert "2026-04-06..2026-04-07 (2)" in next(
             x for x in result.stdout.splitlines() if x.startswith(line)
         )

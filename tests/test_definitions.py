@@ -9,7 +9,11 @@ from analytics_orchestration.clickhouse.resource import CLICKHOUSE_LOAD_POOL
 from analytics_orchestration.dbt.assets import DBT_POOL
 
 ROOT = Path(__file__).resolve().parents[1]
-DAILY = (["raw_segment", "events"], ["staging", "stg_segment__events"], ["marts", "daily_active_users"])
+DAILY = (
+    ["segment", "raw_segment", "events"],
+    ["dbt", "staging", "stg_segment__events"],
+    ["dbt", "marts", "daily_active_users"],
+)
 
 
 def _graph():
@@ -28,9 +32,9 @@ def test_clickhouse_loads_and_dbt_run_in_limited_pools():
     graph = _graph()
     for key in graph.get_all_asset_keys():
         assets_def = graph.assets_def_for_key(key)
-        if key.path[0] in ("raw_segment", "raw_stripe"):
+        if key.path[:2] in (["segment", "raw_segment"], ["airbyte", "raw_stripe"]):
             assert assets_def.op.pool == CLICKHOUSE_LOAD_POOL, key
-        elif key.path[0] in ("staging", "marts"):
+        elif key.path[0] == "dbt":
             assert assets_def.op.pool == DBT_POOL, key
     instance_settings = yaml.safe_load((ROOT / "dagster.yaml").read_text())
     assert instance_settings["concurrency"]["pools"]["default_limit"] == 1

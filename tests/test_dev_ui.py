@@ -33,9 +33,9 @@ query Backfill($id: String!) {
   }
 }"""
 DAILY_ASSETS = (
-    ["raw_segment", "events"],
-    ["staging", "stg_segment__events"],
-    ["marts", "daily_active_users"],
+    ["segment", "raw_segment", "events"],
+    ["dbt", "staging", "stg_segment__events"],
+    ["dbt", "marts", "daily_active_users"],
 )
 
 
@@ -76,7 +76,8 @@ def test_dev_shows_the_asset_graph_and_runs_a_job(embedded_stack, sample_input, 
                 break
             time.sleep(2)
         keys = {"/".join(node["assetKey"]["path"]) for node in nodes}
-        assert {"raw_segment/events", "raw_stripe/customers", "marts/daily_active_users"} <= keys
+        assert {"segment/raw_segment/events", "airbyte/raw_stripe/customers"} <= keys
+        assert "dbt/marts/daily_active_users" in keys
 
         run_id = client.submit_job_execution(
             "stripe_sync_job",

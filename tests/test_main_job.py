@@ -8,15 +8,20 @@ from datetime import timedelta
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
+from analytics_orchestration.airbyte.config import load_connection_configs
 from analytics_orchestration.segment.partitions import received_day_folder
+from devstack.airbyte_server import source_file
 from devstack.cli import prepare_dbt
 from devstack.main_run import RunSummary, run_main_job
+from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR
 from devstack.stack import ARCHIVE_PREFIX, s3_client
 from tests.conftest import SAMPLE_DAYS, SAMPLE_START
 from tests.reference import jsonl_distinct_ids, segment_reference
 
 START, DAYS = SAMPLE_START, SAMPLE_DAYS
-STRIPE_STREAMS = ("customers", "subscriptions", "invoices", "charges", "refunds")
+STRIPE = next(c for c in load_connection_configs() if c.name == "stripe")
+STRIPE_STREAMS = [stream.name for stream in STRIPE.streams]
+RAW_STRIPE = STRIPE.clickhouse_database
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +55,12 @@ def test_main_job_succeeds_and_materialises_every_layer(pipeline):
     assert first.success, first.render()
     assert not first.checks_failed, first.render()
     expected_days = [(START + timedelta(days=i)).isoformat() for i in range(DAYS)]
-    assert first.assets["raw_segment/events"].partitions == expected_days
-    assert first.assets["marts/daily_active_users"].partitions == expected_days
+    assert first.assets["segment/raw_segment/events"].partitions == expected_days
+    assert first.assets["dbt/marts/daily_active_users"].partitions == expected_days
     for stream in STRIPE_STREAMS:
         assert f"airbyte/stripe/{stream}" in first.assets
-        assert f"raw_stripe/{stream}" in first.assets
-        assert f"staging/stg_stripe__{stream}" in first.assets
+        assert f"airbyte/{RAW_STRIPE}/{stream}" in first.assets
+        assert f"dbt/staging/stg_stripe__{stream}" in first.assets
 
 
 def test_segment_rows_and_rejects_match_the_raw_archive(pipeline, embedded_stack):
@@ -85,9 +90,9 @@ def test_stripe_tables_match_the_source_records(pipeline, embedded_stack):
     client = _client()
     for stream in STRIPE_STREAMS:
         expected = jsonl_distinct_ids(
-            embedded_stack.sample_dir / "airbyte-sources" / "stripe" / f"{stream}.jsonl"
+            source_file(embedded_stack.sample_dir / AIRBYTE_SOURCES_DIR, STRIPE, stream)
         )
-        assert client.command(f"SELECT count() FROM raw_stripe.{stream} FINAL") == expected, stream
+        assert client.command(f"SELECT count() FROM {RAW_STRIPE}.{stream} FINAL") == expected, stream
         assert client.command(f"SELECT count() FROM staging.stg_stripe__{stream}") == expected, stream
 
 
@@ -97,7 +102,7 @@ def test_rerunning_the_same_partitions_changes_no_count(pipeline, embedded_stack
         "SELECT count() FROM raw_segment.rejects",
         "SELECT count() FROM staging.stg_segment__events FINAL",
         "SELECT sum(active_users), count() FROM marts.daily_active_users",
-        *(f"SELECT count() FROM raw_stripe.{s} FINAL" for s in STRIPE_STREAMS),
+        *(f"SELECT count() FROM {RAW_STRIPE}.{s} FINAL" for s in STRIPE_STREAMS),
     ]
     client = _client()
     before = [client.query(q).result_rows for q in queries]
@@ -115,7 +120,7 @@ def test_a_day_without_archive_files_is_a_day_with_zero_events(pipeline):
     job = pipeline["defs"].resolve_job_def("segment_daily_job")
     result = job.execute_in_process(instance=pipeline["instance"], partition_key=missing.isoformat())
     assert result.success
-    metadata = result.asset_materializations_for_node("raw_segment__events")[0].metadata
+    metadata = result.asset_materializations_for_node("segment__raw_segment__events")[0].metadata
     assert metadata["dagster/row_count"].value == 0
     assert metadata["archive_files"].value == 0
     assert metadata["days_without_files"].value == [missing.isoformat()]
@@ -126,13 +131,13 @@ def test_a_day_without_archive_files_is_a_day_with_zero_events(pipeline):
 
 
 def _stripe_counts(client) -> list:
-    return [client.command(f"SELECT count() FROM raw_stripe.{s} FINAL") for s in STRIPE_STREAMS]
+    return [client.command(f"SELECT count() FROM {RAW_STRIPE}.{s} FINAL") for s in STRIPE_STREAMS]
 
 
 def test_a_failed_airbyte_sync_leaves_clickhouse_as_it_was(pipeline, embedded_stack):
     client = _client()
     before = _stripe_counts(client)
-    source = embedded_stack.sample_dir / "airbyte-sources" / "stripe" / "customers.jsonl"
+    source = source_file(embedded_stack.sample_dir / AIRBYTE_SOURCES_DIR, STRIPE, "customers")
     original = source.read_bytes()
     source.write_bytes(original + b"{not json\n")
     try:
@@ -156,7 +161,7 @@ def test_a_failed_clickhouse_load_leaves_the_table_as_it_was(pipeline):
     bad_key = "airbyte/stripe/customers/9999_01_01_0_0.parquet"
     s3.put_object(Bucket=os.environ["S3_BUCKET"], Key=bad_key, Body=b"this is not parquet")
     try:
-        load = pipeline["defs"].resolve_assets_def(AssetKey(["raw_stripe", "customers"]))
+        load = pipeline["defs"].resolve_assets_def(AssetKey(["airbyte", "raw_stripe", "customers"]))
         result = materialize([load], instance=pipeline["instance"], raise_on_error=False)
     finally:
         s3.delete_object(Bucket=os.environ["S3_BUCKET"], Key=bad_key)

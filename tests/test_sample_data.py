@@ -1,4 +1,7 @@
-"""The sample-data generator: determinism, Segment archive layout and contents, Stripe objects."""
+"""The sample-data generator: determinism, Segment archive layout and contents, Stripe objects.
+
+The Airbyte streams checked are those of ``ingestion_configs/``; the test keeps no list of streams.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from devstack.sample_data.generate import SampleSummary, generate_sample, main
+from analytics_orchestration.airbyte.config import load_connection_configs
+from devstack.airbyte_server import source_file
+from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR, SampleSummary, generate_sample, main
 
 START = datetime.date(2026, 1, 5)
 DAYS = 3
 EVENTS_PER_DAY = 8_000
 FIXTURES = Path("/work/shared/data/real/stripe_fixtures3.json")
-STRIPE_RESOURCES = {
-    "customers": "customer",
-    "subscriptions": "subscription",
-    "invoices": "invoice",
-    "charges": "charge",
-    "refunds": "refund",
-}
+CONNECTIONS = load_connection_configs()
+STRIPE = next(config for config in CONNECTIONS if config.source_type == "stripe")
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
@@ -82,7 +82,7 @@ def _valid_calls(archive: list[tuple[datetime.date, str]]) -> list[tuple[datetim
 
 
 def _stripe(sample: SampleSummary, stream: str) -> list[dict]:
-    path = sample.out_dir / "airbyte-sources" / "stripe" / f"{stream}.jsonl"
+    path = source_file(sample.out_dir / AIRBYTE_SOURCES_DIR, STRIPE, stream)
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -114,9 +114,19 @@ def test_archive_layout_uses_received_day_millis(sample: SampleSummary, archive:
                     received = _parse(parsed[1]["receivedAt"]).timestamp() * 1000
                     assert hour_ms <= received < hour_ms + 3_600_000
     assert len(archive) == sample.segment_lines
-    assert {p.name for p in (sample.out_dir / "airbyte-sources" / "stripe").iterdir()} == {
-        f"{s}.jsonl" for s in STRIPE_RESOURCES
+
+
+def test_airbyte_source_files_are_the_yaml_streams(sample: SampleSummary) -> None:
+    sources = sample.out_dir / AIRBYTE_SOURCES_DIR
+    files = {str(p.relative_to(sources)) for p in sources.rglob("*") if p.is_file()}
+    expected = {
+        str(source_file(sources, config, stream.name).relative_to(sources))
+        for config in CONNECTIONS
+        for stream in config.streams
     }
+    assert files == expected
+    counted = {name: list(counts) for name, counts in sample.airbyte_records.items()}
+    assert counted == {config.name: [stream.name for stream in config.streams] for config in CONNECTIONS}
 
 
 def test_every_line_is_a_spec_call_or_a_deliberate_defect(archive: list) -> None:
@@ -200,31 +210,32 @@ def test_stripe_objects_have_the_fixture_keys_and_nesting(sample: SampleSummary)
     if not FIXTURES.exists():
         pytest.skip("Stripe fixtures3.json reference not available")
     resources = json.loads(FIXTURES.read_text())["resources"]
-    for stream, resource in STRIPE_RESOURCES.items():
+    for stream in (s.name for s in STRIPE.streams):
         objects = _stripe(sample, stream)
         assert objects, stream
+        kinds = {obj["object"] for obj in objects}
+        assert len(kinds) == 1, (stream, kinds)
+        resource = kinds.pop()
+        assert resource in resources, (stream, resource)
         expected = set(resources[resource])
         assert all(set(obj) == expected for obj in objects), stream
         mismatches = set().union(
             *(_nesting_mismatches(resources[resource], obj, resource) for obj in objects)
         )
         assert not mismatches, mismatches
-        assert {obj["object"] for obj in objects} == {resource}
 
 
 def test_stripe_ids_are_consistent(sample: SampleSummary) -> None:
-    streams = {stream: _stripe(sample, stream) for stream in STRIPE_RESOURCES}
-    assert dict(sample.stripe_records) == {stream: len(objects) for stream, objects in streams.items()}
+    streams = {stream.name: _stripe(sample, stream.name) for stream in STRIPE.streams}
+    counts = {stream: len(objects) for stream, objects in streams.items()}
+    assert sample.airbyte_records[STRIPE.name] == counts
+    for stream in STRIPE.streams:  # primary keys unique, and one Stripe id prefix per stream
+        keys = [obj[stream.primary_key] for obj in streams[stream.name]]
+        assert None not in keys and len(set(keys)) == len(keys), stream.name
+    prefixes = {name: {obj["id"].split("_")[0] for obj in objects} for name, objects in streams.items()}
+    assert all(len(found) == 1 for found in prefixes.values()), prefixes
+    assert len(set().union(*prefixes.values())) == len(prefixes), prefixes
     ids = {stream: {obj["id"] for obj in objects} for stream, objects in streams.items()}
-    prefixes = {
-        "customers": "cus_",
-        "subscriptions": "sub_",
-        "invoices": "in_",
-        "charges": "ch_",
-        "refunds": "re_",
-    }
-    for stream, prefix in prefixes.items():
-        assert all(i.startswith(prefix) for i in ids[stream]) and len(ids[stream]) == len(streams[stream])
     assert all(s["customer"] in ids["customers"] for s in streams["subscriptions"])
     assert all(
         i["customer"] in ids["customers"] and i["subscription"] in ids["subscriptions"]
@@ -245,5 +256,5 @@ def test_stripe_ids_are_consistent(sample: SampleSummary) -> None:
 def test_cli_prints_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main(["--out", str(tmp_path), "--start", "2026-01-05", "--days", "1", "--events-per-day", "500"])
     out = capsys.readouterr().out
-    assert "segment:" in out and "stripe customers:" in out
+    assert "segment:" in out and f"{STRIPE.name} {STRIPE.streams[0].name}:" in out
     assert (tmp_path / "segment-logs" / "analytics_app" / "1767571200000").is_dir()

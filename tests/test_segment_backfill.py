@@ -110,7 +110,7 @@ def test_a_range_of_more_than_100_days_with_empty_days_loads_in_one_run(defs, so
     result = run_range(defs, first, last, DagsterInstance.ephemeral())
 
     assert result.success
-    materialization = result.asset_materializations_for_node("raw_segment__events")
+    materialization = result.asset_materializations_for_node("segment__raw_segment__events")
     assert len(materialization) == days
     metadata = materialization[0].metadata
     assert metadata["days_without_files"].value == sorted(day.isoformat() for day in gaps)

@@ -37,7 +37,7 @@ def stream_files_key(config: ConnectionConfig, stream: StreamConfig) -> AssetKey
 
 
 def stream_table_key(config: ConnectionConfig, stream: StreamConfig) -> AssetKey:
-    return AssetKey([config.clickhouse_database, stream.name])
+    return AssetKey(["airbyte", config.clickhouse_database, stream.name])
 
 
 def parquet_rows(s3: S3Resource, bucket: str, keys: list[str]) -> int:

@@ -3,7 +3,10 @@
 One YAML file declares one Airbyte connection: its source, the environment variable that holds its
 connection id, its cadence, where Airbyte's S3 destination writes its Parquet files, and the streams
 with their primary keys. The code location builds the connection's sync and load assets from this file
-alone; the embedded Airbyte server registers the same connections.
+alone; the embedded Airbyte server (``devstack``) serves the same connections and streams, and the
+sample generator writes source records for exactly these streams. The dbt source named after the
+connection must read schema ``clickhouse_database`` and have the streams as tables
+(``tests/airbyte/test_dbt_sources.py``).
 """
 
 from __future__ import annotations

@@ -31,12 +31,20 @@ WINDOW_VARIABLES = ("SEGMENT_MIN_RECEIVED_DATE", "SEGMENT_MAX_RECEIVED_DATE")
 
 
 class AnalyticsDbtTranslator(DagsterDbtTranslator):
-    """Sources map to the loading assets' keys (``[database, table]``); models group by layer."""
+    """Keys start with the folder whose definitions build the asset. A source maps to the key of the
+    asset that loads it, ``[<source meta dagster_folder>, schema, table]`` (e.g.
+    ``segment/raw_segment/events``); a model is ``dbt/<default key>`` (e.g. ``dbt/marts/daily_active_users``).
+    Models group by layer.
+
+    Raises:
+        KeyError: a source has no ``meta: {dagster_folder: ...}``.
+    """
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            return AssetKey([dbt_resource_props["schema"], dbt_resource_props["identifier"]])
-        return super().get_asset_key(dbt_resource_props)
+            folder = dbt_resource_props["source_meta"]["dagster_folder"]
+            return AssetKey([folder, dbt_resource_props["schema"], dbt_resource_props["identifier"]])
+        return super().get_asset_key(dbt_resource_props).with_prefix("dbt")
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn", [])

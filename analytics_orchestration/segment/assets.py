@@ -39,7 +39,7 @@ from analytics_orchestration.segment import sql
 from analytics_orchestration.segment.partitions import segment_daily_partitions
 from analytics_orchestration.segment.resource import SegmentArchiveResource
 
-EVENTS_KEY = [sql.DATABASE, "events"]
+EVENTS_KEY = ["segment", sql.DATABASE, "events"]
 REJECTED_SHARE_CHECK = "rejected_share"
 DAILY_VOLUME_CHECK = "daily_volume"
 TRAILING_DAYS = 7

@@ -2,7 +2,10 @@
   Exactly once: no messageId has two rows once duplicate deliveries are collapsed (FINAL), checked
   over the event days that the calls received in the run's window touch (a plain `dbt build`: every
   day), so a daily run reads only the month partitions it wrote, not the whole history.
+  The dagster ref makes it an asset check of stg_segment__events (it also reads the raw source).
 -#}
+{{ config(meta={'dagster': {'ref': {'name': 'stg_segment__events'}}}) }}
+
 with touched_days as (
     select distinct toDate(timestamp) as event_date
     from {{ source('segment', 'events') }}

@@ -4,8 +4,11 @@ Same arguments and seed give byte-identical files. Output under ``out_dir``:
 
 * ``segment-logs/<source_id>/<received-day>/<epoch-ms-of-hour>.<hex>.gz``: Segment's Amazon S3
   destination archive (see :mod:`.segment`), ``<received-day>`` the UTC midnight in unix ms;
-* ``airbyte-sources/stripe/<stream>.jsonl``: Stripe customers, subscriptions, invoices, charges and
-  refunds (see :mod:`.stripe`).
+* ``airbyte-sources/<connection name>/<stream>.jsonl``: per Airbyte connection in
+  ``ingestion_configs/`` (or those passed in), the records of each stream it declares, in the file the
+  embedded Airbyte server syncs it from (:func:`devstack.airbyte_server.source_file`). A connection's
+  ``source_type`` picks the module generating its streams (:data:`SAMPLE_SOURCES`; ``stripe``: see
+  :mod:`.stripe`); a source type or stream without a generator fails before anything is written.
 
 Memory stays bounded by one day's call columns plus one hour's lines; at 1,000,000 calls a day that
 is a few hundred MB.
@@ -18,27 +21,89 @@ from __future__ import annotations
 
 import argparse
 import datetime
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from analytics_orchestration.airbyte.config import ConnectionConfig, load_connection_configs
+from devstack.airbyte_server import source_file
+
+from . import stripe
 from .behaviour import simulate_day
-from .company import build_company, day_start_ms
+from .company import Company, build_company, day_start_ms
 from .segment import write_day
-from .stripe import write_stripe
+
+AIRBYTE_SOURCES_DIR = "airbyte-sources"  # under out_dir: the embedded Airbyte server's --source-dir
+
+
+@dataclass(frozen=True)
+class SampleSource:
+    """How the sample data of one Airbyte source type is made.
+
+    ``generators`` maps each stream name it can produce to its generator, registered in ``write``'s
+    module with ``@stream_generator(<stream name>)``; ``write(company, seed, files)`` writes the
+    streams named in ``files`` (stream -> JSON-lines path) and returns records (rows) per stream.
+    """
+
+    generators: Mapping[str, Callable]
+    write: Callable[[Company, int, Mapping[str, Path]], dict[str, int]]
+
+
+SAMPLE_SOURCES: dict[str, SampleSource] = {
+    "stripe": SampleSource(stripe.STREAM_GENERATORS, stripe.write_stripe),
+}
+"""Airbyte ``source_type`` (of a connection YAML) -> how its sample data is made."""
 
 
 @dataclass(frozen=True)
 class SampleSummary:
     """What :func:`generate_sample` wrote: received days (UTC dates), archive files and lines (lines
-    include duplicate deliveries and malformed lines), Stripe records (rows) per stream."""
+    include duplicate deliveries and malformed lines), and per Airbyte connection name the records
+    (rows) per stream, in the YAML's order."""
 
     days: list[datetime.date]
     segment_files: int
     segment_lines: int
-    stripe_records: dict[str, int]
+    airbyte_records: dict[str, dict[str, int]]
     out_dir: Path
+
+    @property
+    def stripe_records(self) -> dict[str, int]:
+        """Records per stream of the connection named ``stripe`` (empty if there is none); what
+        ``devstack.cli`` prints."""
+        return self.airbyte_records.get("stripe", {})
+
+
+def airbyte_source_files(
+    connections: Sequence[ConnectionConfig], source_dir: Path
+) -> list[tuple[ConnectionConfig, SampleSource, dict[str, Path]]]:
+    """Per connection: how its sample data is made and the file of each of its streams (in the YAML's
+    order) under ``source_dir``, where the embedded Airbyte server reads them.
+
+    Raises:
+        ValueError: a connection's ``source_type`` has no entry in :data:`SAMPLE_SOURCES`, or one of
+            its streams has no generator; the message names the connection and the streams.
+    """
+    plan = []
+    for config in connections:
+        source = SAMPLE_SOURCES.get(config.source_type)
+        if source is None:
+            raise ValueError(
+                f"Airbyte connection {config.name!r} has source_type {config.source_type!r}, for which "
+                f"the sample generator has no data (it has data for: {', '.join(sorted(SAMPLE_SOURCES))})"
+            )
+        missing = [s.name for s in config.streams if s.name not in source.generators]
+        if missing:
+            raise ValueError(
+                f"Airbyte connection {config.name!r} declares stream(s) {', '.join(map(repr, missing))} "
+                f"with no sample generator: add a function decorated with @stream_generator(<stream "
+                f"name>) to {source.write.__module__}"
+            )
+        files = {s.name: source_file(source_dir, config, s.name) for s in config.streams}
+        plan.append((config, source, files))
+    return plan
 
 
 def generate_sample(
@@ -49,15 +114,24 @@ def generate_sample(
     events_per_day: int = 20_000,
     seed: int = 7,
     segment_source_id: str = "analytics_app",
+    connections: Sequence[ConnectionConfig] | None = None,
 ) -> SampleSummary:
-    """Write ``days`` received days of Segment archive from ``start`` and the Stripe objects as of the
-    end of the last day (UTC) into ``out_dir``; return what was written.
+    """Write ``days`` received days of Segment archive from ``start`` and, for each Airbyte connection,
+    its streams' source records as of the end of the last day (UTC) into ``out_dir``; return what was
+    written.
+
+    ``connections`` defaults to the YAML files in ``ingestion_configs/``. A source type or stream
+    without a generator raises ``ValueError`` (see :func:`airbyte_source_files`) before any file
+    is written.
 
     ``events_per_day`` is the approximate number of archive lines on a weekday (weekends have about
     35% of that); the user base is derived from it (about 20 calls per active user-day). Time and
     memory: about 4 s for 7 x 20,000; about 40 s and 300 MB peak RSS for one day of 1,000,000.
     """
     out_dir = Path(out_dir)
+    if connections is None:
+        connections = load_connection_configs()
+    airbyte = airbyte_source_files(connections, out_dir / AIRBYTE_SOURCES_DIR)
     company = build_company(start, days, events_per_day, seed)
     source_dir = out_dir / "segment-logs" / segment_source_id
     written_days, files, lines = [], 0, 0
@@ -73,7 +147,7 @@ def generate_sample(
         written_days.append(day)
         files += result.files
         lines += result.lines
-    records = write_stripe(company, seed, out_dir / "airbyte-sources" / "stripe")
+    records = {config.name: source.write(company, seed, paths) for config, source, paths in airbyte}
     return SampleSummary(written_days, files, lines, records, out_dir)
 
 
@@ -97,8 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"out_dir: {summary.out_dir}")
     print(f"days: {summary.days[0]} .. {summary.days[-1]} ({len(summary.days)})")
     print(f"segment: {summary.segment_files} files, {summary.segment_lines} lines")
-    for stream, count in summary.stripe_records.items():
-        print(f"stripe {stream}: {count} records")
+    for connection, counts in summary.airbyte_records.items():
+        for stream, count in counts.items():
+            print(f"{connection} {stream}: {count} records")
 
 
 if __name__ == "__main__":

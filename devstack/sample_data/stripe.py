@@ -1,8 +1,10 @@
 """Stripe objects of the simulated company, as the source data a local Airbyte Stripe source syncs.
 
-Streams ``customers``, ``subscriptions``, ``invoices``, ``charges`` and ``refunds``: one JSON object per
-line in ``airbyte-sources/stripe/<stream>.jsonl``. Each object has exactly the top-level fields and
-nesting of Stripe's example object for its resource in Stripe's OpenAPI ``fixtures3.json``
+The streams written, and their files, are those of the Stripe connection in ``ingestion_configs/``
+(see :mod:`.generate`); this module has one generator per stream it can produce
+(:data:`STREAM_GENERATORS`: ``customers``, ``subscriptions``, ``invoices``, ``charges``, ``refunds``),
+writing one JSON object per line. Each object has exactly the top-level fields and nesting of
+Stripe's example object for its resource in Stripe's OpenAPI ``fixtures3.json``
 (``resources.customer`` / ``subscription`` / ``invoice`` / ``charge`` / ``refund``), built here from
 code, with realistic values: amounts in cents (USD), times in unix seconds (UTC), objects in their
 state at the snapshot (the end of the last simulated day).
@@ -20,7 +22,7 @@ import datetime
 import json
 import random
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,6 @@ import numpy as np
 
 from .company import INTERVALS, PLANS, TIMEZONES, TRIAL_DAYS, Company
 
-STREAMS = ("customers", "subscriptions", "invoices", "charges", "refunds")
 ACCOUNT = "Q7LmB7WZ01"  # the account segment of Stripe's long ids
 ACCOUNT_NAME = "Lumen Analytics, Inc."
 BASE62 = string.digits + string.ascii_letters
@@ -645,7 +646,25 @@ def _billing(c: Company, org: int, ids: _Ids, catalog: dict, snapshot: int) -> _
     )
 
 
-def _org_objects(bl: _Billing, ids: _Ids, snapshot: int) -> dict[str, list[dict]]:
+@dataclass(frozen=True)
+class OrgObjects:
+    """One paying organisation's Stripe objects as of ``snapshot`` (unix seconds, the end of the last
+    simulated day).
+
+    They are built together from the shared seeded random sequence, because they depend on one
+    another (a charge pays an invoice, a refund changes its charge, the customer counts its
+    invoices). Stream generators select or derive records from them.
+    """
+
+    snapshot: int
+    customer: dict
+    subscription: dict
+    invoices: list[dict]
+    charges: list[dict]
+    refunds: list[dict]
+
+
+def _org_objects(bl: _Billing, ids: _Ids, snapshot: int) -> OrgObjects:
     """The customer, subscription, invoices, charges and refunds of one paying organisation."""
     rnd = ids.rnd
     sub, item, prefix = (
@@ -707,13 +726,14 @@ def _org_objects(bl: _Billing, ids: _Ids, snapshot: int) -> dict[str, list[dict]
         (p for p in reversed(periods) if p[0] <= snapshot), periods[0] if periods else (bl.created,) * 2
     )
     latest = invoices[-1]["id"] if invoices else None
-    return {
-        "customers": [_customer(bl, prefix, len(invoices), past_due)],
-        "subscriptions": [_subscription(bl, sub, item, status, current, latest)],
-        "invoices": invoices,
-        "charges": charges,
-        "refunds": refunds,
-    }
+    return OrgObjects(
+        snapshot=snapshot,
+        customer=_customer(bl, prefix, len(invoices), past_due),
+        subscription=_subscription(bl, sub, item, status, current, latest),
+        invoices=invoices,
+        charges=charges,
+        refunds=refunds,
+    )
 
 
 def _status(bl: _Billing, past_due: bool, snapshot: int) -> str:
@@ -724,9 +744,9 @@ def _status(bl: _Billing, past_due: bool, snapshot: int) -> str:
     return "past_due" if past_due else "active"
 
 
-def org_objects(c: Company, seed: int) -> Iterator[dict[str, list[dict]]]:
-    """Per paying organisation, in order of upgrade time: its objects per stream as of the snapshot
-    (``c.end_ms``)."""
+def org_objects(c: Company, seed: int) -> Iterator[OrgObjects]:
+    """Per paying organisation, in order of upgrade time: its objects as of the snapshot
+    (``c.end_ms``). The same for every set of streams written."""
     snapshot = c.end_ms // 1000
     ids = _Ids(random.Random(f"stripe:{seed}"))
     catalog = _catalog(c.start_ms // 1000 - 120 * 86_400)
@@ -735,18 +755,87 @@ def org_objects(c: Company, seed: int) -> Iterator[dict[str, list[dict]]]:
         yield _org_objects(_billing(c, org, ids, catalog, snapshot), ids, snapshot)
 
 
-def write_stripe(c: Company, seed: int, out_dir: Path) -> dict[str, int]:
-    """Write ``<out_dir>/<stream>.jsonl`` for the five streams, one organisation at a time (bounded
-    memory); return records (rows) per stream."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    counts = dict.fromkeys(STREAMS, 0)
+# --- one generator per stream ----------------------------------------------------------------------
+
+StreamGenerator = Callable[[OrgObjects], list[dict]]
+
+STREAM_GENERATORS: dict[str, StreamGenerator] = {}
+"""Stream name -> the function returning that stream's records of one organisation, in file order.
+
+Which streams are written, and where, comes from the Stripe connection's YAML in
+``ingestion_configs/``; a stream is written only if the YAML declares it."""
+
+
+def stream_generator(name: str) -> Callable[[StreamGenerator], StreamGenerator]:
+    """Register the decorated function as the generator of stream ``name``.
+
+    The function takes one organisation's :class:`OrgObjects` and returns the stream's records of
+    that organisation (JSON-serialisable dicts). It must not mutate the objects or draw from the
+    shared random sequence, so that adding or removing a stream changes no other stream's records;
+    if it needs randomness, it seeds its own ``random.Random`` (e.g. from an object id).
+
+    Raises:
+        ValueError: ``name`` already has a generator.
+    """
+
+    def register(function: StreamGenerator) -> StreamGenerator:
+        if name in STREAM_GENERATORS:
+            raise ValueError(f"Stripe stream {name!r} already has a sample generator")
+        STREAM_GENERATORS[name] = function
+        return function
+
+    return register
+
+
+@stream_generator("customers")
+def _customers(org: OrgObjects) -> list[dict]:
+    return [org.customer]
+
+
+@stream_generator("subscriptions")
+def _subscriptions(org: OrgObjects) -> list[dict]:
+    return [org.subscription]
+
+
+@stream_generator("invoices")
+def _invoices(org: OrgObjects) -> list[dict]:
+    return org.invoices
+
+
+@stream_generator("charges")
+def _charges(org: OrgObjects) -> list[dict]:
+    return org.charges
+
+
+@stream_generator("refunds")
+def _refunds(org: OrgObjects) -> list[dict]:
+    return org.refunds
+
+
+def write_stripe(c: Company, seed: int, files: Mapping[str, Path]) -> dict[str, int]:
+    """Write each stream's records to its file (stream name -> path of its ``.jsonl``), one JSON
+    object per line, one organisation at a time (bounded memory); return records (rows) per stream,
+    in the order of ``files``.
+
+    Raises:
+        ValueError: a stream has no generator (the message names every such stream); nothing is
+            written then.
+    """
+    missing = [name for name in files if name not in STREAM_GENERATORS]
+    if missing:
+        raise ValueError(
+            f"no sample generator for Stripe stream(s) {', '.join(map(repr, missing))}: add a function "
+            f"decorated with @stream_generator(<stream name>) to {__name__}"
+        )
+    counts = dict.fromkeys(files, 0)
     with ExitStack() as stack:
-        handles = {
-            name: stack.enter_context((out_dir / f"{name}.jsonl").open("w", encoding="utf-8"))
-            for name in STREAMS
-        }
+        handles = {}
+        for name, path in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handles[name] = stack.enter_context(path.open("w", encoding="utf-8"))
         for objects in org_objects(c, seed):
-            for name, items in objects.items():
-                handles[name].writelines(json.dumps(obj, separators=(",", ":")) + "\n" for obj in items)
-                counts[name] += len(items)
+            for name, handle in handles.items():
+                records = STREAM_GENERATORS[name](objects)
+                handle.writelines(json.dumps(obj, separators=(",", ":")) + "\n" for obj in records)
+                counts[name] += len(records)
     return counts
