@@ -15,7 +15,7 @@ from devstack.stack import (
     upload_folder,
 )
 from tests import test_cli_demo
-from tests.segment_archive import random_days, write_archive
+from tests.segment.archive import random_days, write_archive
 from tests.test_cli_demo import run_demo
 
 demo_stack = test_cli_demo.demo_stack  # a private stack for this module (module-scoped fixture)

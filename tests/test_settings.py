@@ -69,13 +69,23 @@ def test_an_unreachable_clickhouse_names_host_and_port():
         resource.get_client()
 
 
-def test_definitions_validate():
+@pytest.mark.parametrize("environment", ["nothing set", "production variables", "devstack .env"])
+def test_the_definitions_load_in_each_environment(environment, tmp_path):
+    """``dagster definitions validate`` from a directory holding no ``.env`` but the test's own."""
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    settings = {name: "x" for name in SETTINGS_VARIABLES} | {"CLICKHOUSE_PORT": "8443"}
+    if environment == "production variables":
+        env |= settings
+    elif environment == "devstack .env":  # what the devstack writes, loaded by Dagster's CLI
+        (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    dagster = str(Path(sys.executable).parent / "dagster")
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"},
+        [dagster, "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+    if environment == "devstack .env":
+        assert "Loaded environment variables from .env file" in result.stdout + result.stderr
 
 
 def test_the_wheel_holds_no_devstack_file(tmp_path):

@@ -1,24 +1,30 @@
 """Pure helpers of the Segment load and the daily dbt models: no stack needed."""
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
-from dagster import TimeWindow
 
-from analytics_orchestration.dbt.assets import WINDOW_VARIABLES, window_env
 from analytics_orchestration.segment.assets import SegmentLoadConfig, reject_limit_breach
-from analytics_orchestration.segment.partitions import received_day_folder
+from analytics_orchestration.segment.partitions import received_day_folder, segment_daily_partitions
+from analytics_orchestration.segment.resource import SegmentArchiveResource
 
 LIMITS = SegmentLoadConfig()
 
 
-def test_a_window_of_partitions_becomes_an_inclusive_range_of_received_days():
-    window = TimeWindow(datetime(2025, 1, 30, tzinfo=timezone.utc), datetime(2025, 3, 2, tzinfo=timezone.utc))
-    assert window_env(window) == dict(zip(WINDOW_VARIABLES, ("2025-01-30", "2025-03-01"), strict=True))
-
-
 def test_received_day_folders_are_utc_midnight_in_milliseconds():
     assert received_day_folder(datetime(2026, 1, 5).date()) == "1767571200000"
+
+
+def test_a_partition_key_leads_to_its_received_day_folder():
+    archive = SegmentArchiveResource(bucket="b", prefix="/segment-logs/", source_id="app")
+    day = segment_daily_partitions.time_window_for_partition_key("2026-01-05").start.date()
+    assert archive.day_prefix(day) == "segment-logs/app/1767571200000/"
+
+
+@pytest.mark.parametrize("prefix", ["", "a/../b", "logs/*", "/"])
+def test_unusable_archive_prefixes_are_refused(prefix):
+    with pytest.raises(ValueError, match="usable S3 key prefix"):
+        SegmentArchiveResource(bucket="b", prefix=prefix, source_id="app")
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,13 @@
 """The archive sensor requests a received day's partition when its folder gains or changes files."""
 
+import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from dagster import SkipReason, build_sensor_context
 
 from analytics_orchestration.segment.partitions import received_day_folder
+from analytics_orchestration.segment.sensors import changed_days, lookback_days
 from devstack.stack import ARCHIVE_BUCKET, s3_client
 
 
@@ -34,3 +36,17 @@ def test_sensor_requests_changed_days_once(embedded_stack):
         assert changed.run_requests[0].run_key != first.run_requests[0].run_key
     finally:
         os.environ["SEGMENT_SOURCE_ID"] = saved
+
+
+def test_the_decision_requests_new_and_changed_folders_only():
+    today = date(2026, 3, 10)
+    days = [d.isoformat() for d in lookback_days(today)]
+    assert days == ["2026-03-09", "2026-03-08", "2026-03-07"]
+    # 03-09 new, 03-08 unchanged, 03-07 without files; 03-01 has left the lookback
+    seen = {"2026-03-08": "3:100", "2026-03-01": "1:1"}
+    now = {"2026-03-09": "2:50", "2026-03-08": "3:100", "2026-03-07": None}
+    changed, cursor = changed_days(today, now, seen)
+    assert changed == ["2026-03-09"]
+    assert json.loads(cursor) == {"2026-03-08": "3:100", "2026-03-09": "2:50"}
+    changed, _ = changed_days(today, {"2026-03-08": "4:120"}, json.loads(cursor))
+    assert changed == ["2026-03-08"]
