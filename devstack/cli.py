@@ -8,7 +8,13 @@ Commands:
     demo                      stack + sample (or an existing archive) + main job, then a summary
     dev                       stack + ``dagster dev`` on 127.0.0.1
 
-Exit status is non-zero when anything fails.
+The commands that start the stack (``stack start``, ``sample``, ``upload-archive``, ``demo``,
+``dev``) take ``--clickhouse-port``, ``--s3-port`` and ``--airbyte-port``, else the variables
+``EMBEDDED_CLICKHOUSE_PORT``, ``EMBEDDED_S3_PORT`` and ``EMBEDDED_AIRBYTE_PORT``, else the ports of the
+stack's last start (its env file), else 18123, 19000 and 18006. With another ``EMBEDDED_STACK_DIR``
+and ``EMBEDDED_STACK_ENV_FILE`` and other ports, a second stack runs beside the first.
+
+Exit status is non-zero when anything fails (2 with a message for a taken or invalid port).
 """
 
 from __future__ import annotations
@@ -24,7 +30,14 @@ from datetime import date, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
 
-from devstack.stack import EmbeddedStack
+from devstack.stack import (
+    PORT_VARIABLES,
+    EmbeddedStack,
+    PortChoiceError,
+    PortTakenError,
+    S3SnapshotError,
+    ports_from_environment,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The stack's data, logs and pid files; its settings go to the project's .env, which Dagster's CLI
@@ -33,16 +46,29 @@ STACK_DIR_VARIABLE = "EMBEDDED_STACK_DIR"
 ENV_FILE_VARIABLE = "EMBEDDED_STACK_ENV_FILE"
 
 
+# Ports chosen on the command line ({service: port}), set by main() before a command runs.
+_PORT_OPTIONS: dict[str, int] = {}
+
+
 def _stack() -> EmbeddedStack:
     """The stack in ``$EMBEDDED_STACK_DIR`` (default ``.embedded/``) writing ``$EMBEDDED_STACK_ENV_FILE``
-    (default the project's ``.env``)."""
+    (default the project's ``.env``), on the ports of the command line, else of the
+    ``EMBEDDED_*_PORT`` variables, else of its env file, else the defaults.
+
+    Raises:
+        PortChoiceError: an invalid port variable or option, or two services on one port.
+    """
     directory = Path(os.environ.get(STACK_DIR_VARIABLE) or PROJECT_ROOT / ".embedded")
     env_file = Path(os.environ.get(ENV_FILE_VARIABLE) or PROJECT_ROOT / ".env")
-    return EmbeddedStack.at(directory, env_file=env_file)
+    return EmbeddedStack.at(directory, {**ports_from_environment(), **_PORT_OPTIONS}, env_file)
 
 
 def _start_stack() -> bool:
-    """Start the embedded stack (if needed) and export its settings; True if it was already running."""
+    """Start the embedded stack (if needed) and export its settings; True if it was already running.
+
+    Raises:
+        PortTakenError: a chosen port is taken by another process (nothing was started).
+    """
     stack = _stack()
     was_running = stack.is_running()
     os.environ.update(stack.start())
@@ -222,7 +248,20 @@ def _parser() -> argparse.ArgumentParser:
     stack.set_defaults(func=cmd_stack)
     sub.add_parser("prepare", help="parse the dbt project").set_defaults(func=cmd_prepare)
 
+    def port_options(p: argparse.ArgumentParser) -> None:
+        for service, variable in PORT_VARIABLES.items():
+            p.add_argument(
+                f"--{service}-port",
+                type=int,
+                metavar="PORT",
+                help=f"TCP port of the embedded {service} on 127.0.0.1 (default ${variable}, "
+                "else the stack's last port, else its default)",
+            )
+
+    port_options(stack)
+
     def days_options(p: argparse.ArgumentParser) -> None:
+        port_options(p)
         p.add_argument("--start", type=date.fromisoformat, help="first received day (UTC); default: DAYS ago")
         p.add_argument("--days", type=int, default=7, help="received days (default 7, ending yesterday)")
         p.add_argument(
@@ -237,6 +276,7 @@ def _parser() -> argparse.ArgumentParser:
     upload.add_argument("folder", help="folder laid out as <source-id>/<received-day>/<file>.gz")
     upload.add_argument("--bucket", help="default: SEGMENT_ARCHIVE_BUCKET")
     upload.add_argument("--prefix", default="segment-logs")
+    port_options(upload)
     upload.set_defaults(func=cmd_upload_archive)
     demo = sub.add_parser("demo", help="run the main job on the embedded stack and print a summary")
     days_options(demo)
@@ -250,14 +290,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
     dev = sub.add_parser("dev", help="embedded stack + dagster dev (UI on 127.0.0.1)")
-    dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--port", type=int, default=3000, help="port of the Dagster UI")
+    port_options(dev)
     dev.set_defaults(func=cmd_dev)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return args.func(args)
+    _PORT_OPTIONS.clear()
+    for service in PORT_VARIABLES:
+        if getattr(args, f"{service}_port", None) is not None:
+            _PORT_OPTIONS[service] = getattr(args, f"{service}_port")
+    try:
+        return args.func(args)
+    except (PortTakenError, PortChoiceError) as error:
+        print(f"devstack: {error}", file=sys.stderr)
+        return 2
+    except S3SnapshotError as error:  # the stack is left running, its objects in S3
+        print(f"devstack: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,43 +1,113 @@
 """Start and stop the embedded default stack: ClickHouse (chdb), S3 (moto) and the Airbyte API.
 
-Each service is a child process bound to 127.0.0.1 that outlives the command starting it; its pid
-and log live in the stack directory (``.embedded/`` by default). Its env file (the project's
-``.env`` for the ``devstack`` command, which Dagster's CLI loads; ``<directory>/stack.env`` by
-default) holds the endpoints and the credentials generated at first start, under the same variable
-names production uses.
-The ClickHouse data directory persists across restarts; moto's S3 is in memory, so ``start``
-re-uploads the stack's own generated sample archive (source id :data:`SOURCE_ID`) if there is one.
-Besides creating missing buckets it writes nothing else to S3 and never replaces an existing object:
-a user's archive in the embedded S3, even in the same bucket and prefix, is left as it is.
+Each service is a child process bound to 127.0.0.1 in a session of its own that outlives the command
+starting it; its log and a record of the process (pid, start time, command line, marker) live in
+``<directory>/run/``. Its env file (the project's ``.env`` for the ``devstack`` command, which
+Dagster's CLI loads; ``<directory>/stack.env`` by default) holds the endpoints and the credentials
+generated at first start, under the same variable names production uses.
+
+Data across ``stop`` / ``start``: ClickHouse keeps its data directory (``<directory>/clickhouse``).
+The S3 service is moto's server (``python -m moto.server``), which holds objects in memory only, so
+the stack keeps them itself: ``stop`` first snapshots every bucket's objects (their current
+versions, with content type, content encoding/disposition/language, cache control and user
+metadata) to ``<directory>/s3/<bucket>/<key>``, a mirror of S3 (objects deleted since the last
+snapshot are removed from it; each file is written to a temporary name and renamed; unchanged
+objects are not downloaded again), then stops the services. ``start``, when it starts S3, uploads
+every snapshot file whose key is missing and creates the snapshot's buckets that are missing.
+Objects therefore survive ``stack stop`` / ``stack start``; a crash of the S3 process, a
+``kill -9`` or a reboot loses what was written since the last ``stop``. Bucket settings (policies,
+versioning, tags, ACLs) and older object versions are not kept. A key that cannot be a file path
+(an empty, ``.`` or ``..`` segment, a trailing ``/``, a key that is also another key's folder,
+names equal but for case) is kept under ``<directory>/s3/.keys/<bucket>/<sha256 of the key>``;
+``<directory>/s3/.snapshot.json`` maps keys to files and marks the directory as the stack's (a
+non-empty ``s3`` directory without it is moved aside to ``s3.unknown-<time>``, never deleted).
+
+Besides restoring the snapshot and creating missing buckets, ``start`` uploads only the files of the
+stack's own generated sample archive (source id :data:`SOURCE_ID`) whose keys are missing; it never
+replaces an existing object: a user's archive in the embedded S3, even in the same bucket and
+prefix, is left as it is.
+
+Processes: mirakuru starts each service and waits until it is ready (its port accepts TCP
+connections). A port already taken fails before anything starts, naming the port and the service.
+mirakuru marks each process with an environment variable (``mirakuru_uuid``);
+the stack sets it to a random token without digits, so mirakuru's exit hook in the starting
+process (which kills the processes whose marker contains that process's pid) leaves the services
+running. Stopping is our own code: mirakuru's ``stop`` needs the ``Popen`` of the process that
+started the service (a later ``devstack stack stop`` has none), and its search for marked processes
+reads every process's environment, which raises ``AccessDenied`` on Linux for other users'
+processes. ``stop`` signals a recorded process group only when the recorded pid is alive with the
+recorded start time, command line and marker; a stale record naming any other process is removed
+and that process is never signalled.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import json
 import os
+import re
 import secrets
+import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
+import tempfile
 import time
+import unicodedata
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import psutil
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from dotenv import dotenv_values, set_key
+from mirakuru import TCPExecutor
+from mirakuru.base import ENV_UUID
+from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 
 from analytics_orchestration.airbyte.config import INGESTION_CONFIGS_DIR, load_connection_configs
 
 HOST = "127.0.0.1"
+SERVICES = ("clickhouse", "s3", "airbyte")
 DEFAULT_PORTS = {"clickhouse": 18123, "s3": 19000, "airbyte": 18006}
+# The variable (and `devstack` option, e.g. --s3-port) choosing each service's port.
+PORT_VARIABLES = {
+    "clickhouse": "EMBEDDED_CLICKHOUSE_PORT",
+    "s3": "EMBEDDED_S3_PORT",
+    "airbyte": "EMBEDDED_AIRBYTE_PORT",
+}
 LANDING_BUCKET = "analytics-lake"
 ARCHIVE_BUCKET = "segment-archive"
 ARCHIVE_PREFIX = "segment-logs"
 SOURCE_ID = "analytics_app"
 STARTUP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+# The S3 snapshot's map of keys to files, which also marks its directory as the stack's.
+SNAPSHOT_MANIFEST = ".snapshot.json"
+# Written before a restore and removed once it completed: while it exists, a snapshot adds and
+# updates files but deletes none (S3 may lack objects that only the snapshot still holds).
+_RESTORE_PENDING = ".restore-pending"
+# Object headers kept by the snapshot and given back at restore (boto3's ExtraArgs names).
+_KEPT_HEADERS = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl")
+
+
+class PortChoiceError(ValueError):
+    """A chosen port is not a TCP port (1..65535), or two services were given one port."""
+
+
+class PortTakenError(RuntimeError):
+    """A service's port already accepts connections from a process that is not this stack's."""
+
+
+class S3SnapshotError(RuntimeError):
+    """The S3 objects could not be written to (or restored from) the stack's snapshot."""
 
 
 def free_port() -> int:
@@ -54,9 +124,56 @@ def port_open(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
+def ports_from_environment(environ: dict[str, str] | None = None) -> dict[str, int]:
+    """The ports chosen by ``EMBEDDED_CLICKHOUSE_PORT``, ``EMBEDDED_S3_PORT``, ``EMBEDDED_AIRBYTE_PORT``.
+
+    Returns:
+        ``{service: port}`` for each variable set and non-empty (a partial dict, maybe empty).
+
+    Raises:
+        PortChoiceError: a variable is not an integer in 1..65535; the message names it.
+    """
+    environ = os.environ if environ is None else environ
+    ports = {}
+    for service, variable in PORT_VARIABLES.items():
+        value = environ.get(variable, "").strip()
+        if value:
+            ports[service] = _valid_port(value, variable)
+    return ports
+
+
+def _valid_port(value: str | int, name: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise PortChoiceError(f"{name} must be a TCP port (1..65535), not {value!r}")
+    return port
+
+
+def _marker() -> str:
+    """A random process marker without digits: mirakuru's exit hook kills the processes whose
+    marker contains the exiting process's pid, which a marker without digits never does."""
+    return "devstack-" + "".join(secrets.choice(string.ascii_letters) for _ in range(32))
+
+
+class _ServiceExecutor(TCPExecutor):
+    """mirakuru's TCP executor (ready once the port accepts connections) with our own marker."""
+
+    def __init__(self, command: list[str], port: int, marker: str, **kwargs):
+        super().__init__(command, host=HOST, port=port, **kwargs)
+        self._uuid = marker  # mirakuru's marker variable (see _marker)
+
+
+# Popen objects of services this process started and detached from mirakuru (kept referenced so
+# that collecting them neither warns nor matters; the services run on after this process exits).
+_DETACHED: list[subprocess.Popen] = []
+
+
 @dataclass(frozen=True)
 class EmbeddedStack:
-    """The embedded stack rooted at ``directory`` with one TCP port per service."""
+    """The embedded stack rooted at ``directory`` with one TCP port per service on 127.0.0.1."""
 
     directory: Path
     ports: dict[str, int]
@@ -66,21 +183,30 @@ class EmbeddedStack:
     def at(
         cls, directory: Path, ports: dict[str, int] | None = None, env_file: Path | None = None
     ) -> EmbeddedStack:
-        """The stack in ``directory`` whose settings go to ``env_file`` (default
-        ``<directory>/stack.env``): given ports, else those its env file names, else defaults."""
+        """The stack in ``directory`` whose settings go to ``env_file`` (default ``<directory>/stack.env``).
+
+        Each service's port is the one given in ``ports`` (``{"clickhouse"|"s3"|"airbyte": port}``,
+        any subset), else the one its env file names (the last start's), else :data:`DEFAULT_PORTS`.
+
+        Raises:
+            ValueError: an unknown service in ``ports``.
+            PortChoiceError: a port outside 1..65535, or two services on one port.
+        """
         env_file = (env_file or directory / "stack.env").resolve()
-        if ports is None:
-            written = read_env_file(env_file)
-            ports = dict(DEFAULT_PORTS)
-            if "CLICKHOUSE_PORT" in written:
-                ports["clickhouse"] = int(written["CLICKHOUSE_PORT"])
-                ports["s3"] = int(written["S3_ENDPOINT_URL"].rsplit(":", 1)[1])
-                ports["airbyte"] = int(written["AIRBYTE_API_URL"].rsplit(":", 1)[1].split("/")[0])
-        return cls(directory=directory.resolve(), ports=dict(ports), env_file=env_file)
+        unknown = set(ports or {}) - set(SERVICES)
+        if unknown:
+            raise ValueError(f"unknown services {sorted(unknown)}; the stack has {list(SERVICES)}")
+        chosen = {**DEFAULT_PORTS, **_ports_in_env_file(read_env_file(env_file)), **(ports or {})}
+        chosen = {service: _valid_port(chosen[service], f"the {service} port") for service in SERVICES}
+        shared = {port for port in chosen.values() if list(chosen.values()).count(port) > 1}
+        if shared:
+            names = [service for service, port in chosen.items() if port in shared]
+            raise PortChoiceError(f"services {', '.join(names)} cannot share port {min(shared)}")
+        return cls(directory=directory.resolve(), ports=chosen, env_file=env_file)
 
     def is_running(self) -> bool:
-        """True when every service's process is alive."""
-        return all(self.running_pid(service) for service in self.ports)
+        """True when every service's process is alive (and was started by this stack)."""
+        return all(self.running_pid(service) for service in SERVICES)
 
     @property
     def sample_dir(self) -> Path:
@@ -96,6 +222,11 @@ class EmbeddedStack:
     def airbyte_source_dir(self) -> Path:
         """The source records the embedded Airbyte API syncs: ``airbyte-sources/stripe/<stream>.jsonl``."""
         return self.sample_dir / "airbyte-sources"
+
+    @property
+    def run_dir(self) -> Path:
+        """Logs (``<service>.log``) and process records (``<service>.pid``, JSON) of the services."""
+        return self.directory / "run"
 
     def environment(self) -> dict[str, str]:
         """The settings of this stack, keeping secrets generated by an earlier start."""
@@ -126,83 +257,152 @@ class EmbeddedStack:
             env[config.connection_id_env] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"embedded/{config.name}"))
         return env
 
-    def _commands(self) -> dict[str, list[str]]:
-        py = sys.executable
-        return {
-            "clickhouse": [
-                py, "-m", "devstack.clickhouse_server", "--host", HOST,
-                "--port", str(self.ports["clickhouse"]), "--data-dir", str(self.directory / "clickhouse"),
-            ],
-            "s3": [py, "-m", "moto.server", "-H", HOST, "-p", str(self.ports["s3"])],
-            "airbyte": [
-                py, "-m", "devstack.airbyte_server", "--host", HOST,
-                "--port", str(self.ports["airbyte"]),
-                "--source-dir", str(self.airbyte_source_dir),
-                "--configs-dir", str(INGESTION_CONFIGS_DIR),
-            ],
-        }  # fmt: skip
+    def _command(self, service: str) -> list[str]:
+        """The command line of ``service``."""
+        py, port = sys.executable, str(self.ports[service])
+        if service == "clickhouse":
+            return [
+                py, "-m", "devstack.clickhouse_server", "--host", HOST, "--port", port,
+                "--data-dir", str(self.directory / "clickhouse"),
+            ]  # fmt: skip
+        if service == "airbyte":
+            return [
+                py, "-m", "devstack.airbyte_server", "--host", HOST, "--port", port,
+                "--source-dir", str(self.airbyte_source_dir), "--configs-dir", str(INGESTION_CONFIGS_DIR),
+            ]  # fmt: skip
+        return [py, "-m", "moto.server", "-H", HOST, "-p", port]
 
-    def _pid_file(self, service: str) -> Path:
-        return self.directory / "run" / f"{service}.pid"
+    def _record_file(self, service: str) -> Path:
+        return self.run_dir / f"{service}.pid"
+
+    def _owned_record(self, service: str) -> dict | None:
+        """The process record of ``service`` if the process it names is alive and is the one this
+        stack started (same start time, command line and marker); None otherwise.
+
+        A pid file of the earlier format (the pid alone) counts only while its process runs
+        exactly the command line the earlier stack ran for ``service`` on this stack's port and
+        leads its own process group; its record then has no start time or marker.
+        """
+        try:
+            text = self._record_file(service).read_text()
+            record = json.loads(text)
+            legacy = isinstance(record, int)
+            if legacy:
+                command = self._legacy_command(service)
+                record = {"pid": record, "command": command, "port": self.ports[service]}
+            process = psutil.Process(record["pid"])
+            if process.status() == psutil.STATUS_ZOMBIE:
+                _reap(record["pid"])
+                return None
+            if process.cmdline() != record["command"]:
+                return None
+            if legacy:
+                return record if os.getpgid(record["pid"]) == record["pid"] else None
+            if (
+                abs(process.create_time() - record["create_time"]) > 0.01
+                or process.environ().get(ENV_UUID) != record["marker"]
+            ):
+                return None
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+            return None  # no record, an unreadable one, or a process that is gone or not ours
+        return record
+
+    def _legacy_command(self, service: str) -> list[str]:
+        """The command line the stack ran for ``service`` before it kept process records (the
+        same as today's)."""
+        return self._command(service)
 
     def running_pid(self, service: str) -> int | None:
-        """The pid of ``service`` if its process is alive (an exited child of ours is reaped)."""
-        try:
-            pid = int(self._pid_file(service).read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            if os.waitpid(pid, os.WNOHANG) != (0, 0):
-                return None
-        except ChildProcessError:
-            pass  # started by another process: only its existence can be checked
-        try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return None
-        return pid
+        """The pid of ``service`` if its process is alive and was started by this stack, else None."""
+        record = self._owned_record(service)
+        return record["pid"] if record else None
 
     def start(self) -> dict[str, str]:
-        """Start every service not yet running, wait until all accept connections, return settings.
+        """Start every service not yet running, wait until all are ready, return the settings.
 
-        Then create the landing and archive buckets if missing and upload the files of
-        :attr:`sample_archive_dir` whose keys are missing from ``s3://segment-archive/segment-logs/``
-        (after a restart: all of them). Nothing else in ``sample_dir`` is uploaded.
+        When this call starts S3 (empty, being moto's), it first restores the snapshot of the last
+        :meth:`stop` (:meth:`restore_s3`). Then it creates the landing and archive buckets if
+        missing and uploads the files of :attr:`sample_archive_dir` whose keys are missing from
+        ``s3://segment-archive/segment-logs/``. Nothing else in ``sample_dir`` is uploaded and no
+        object is replaced.
+
+        Returns:
+            The variables written to :attr:`env_file` (see :meth:`environment`).
 
         Raises:
-            RuntimeError: a service did not come up within 60 s; the message names its log file.
+            PortTakenError: a service's port accepts connections from another process; the message
+                names the port, the service and the variable choosing it. Nothing was started.
+            RuntimeError: a service is running on another port than :attr:`ports`, or did not
+                become ready within 60 s (the message names its log file; the services this call
+                started are stopped again).
+            S3SnapshotError: the snapshot could not be restored (the services keep running; the
+                snapshot is kept whole until a restore completes, see :meth:`snapshot_s3`).
         """
-        (self.directory / "run").mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        to_start = []
+        for service in SERVICES:
+            record = self._owned_record(service)
+            if record is not None:
+                if record["port"] != self.ports[service]:
+                    raise RuntimeError(
+                        f"embedded {service} is running on port {record['port']}, not "
+                        f"{self.ports[service]}; stop the stack to change its port"
+                    )
+                continue
+            port = self.ports[service]
+            if port_open(port):
+                raise PortTakenError(
+                    f"port {port} for embedded {service} is taken by another process; "
+                    f"choose another with {PORT_VARIABLES[service]} or --{service}-port"
+                )
+            to_start.append(service)
         env = self.environment()
         self.env_file.touch(mode=0o600)
         for key, value in env.items():  # other variables of the file are kept
             set_key(self.env_file, key, value, quote_mode="never")
-        child_env = {**os.environ, **env}
-        for service, command in self._commands().items():
-            if self.running_pid(service):
-                continue
-            if port_open(self.ports[service]):
-                raise RuntimeError(f"port {self.ports[service]} for {service} is taken by another process")
-            log = open(self.directory / "run" / f"{service}.log", "ab")  # noqa: SIM115 (child keeps it)
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=child_env, start_new_session=True
-            )
-            self._pid_file(service).write_text(str(process.pid))
-        for service, port in self.ports.items():
-            self._wait_for(service, port)
+        self._launch(to_start, {**os.environ, **env})
+        if "s3" in to_start:  # a new, empty S3: the objects of the last stop come back
+            self.restore_s3(env)
         self._prepare_buckets(env)
         return env
 
-    def _wait_for(self, service: str, port: int) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if port_open(port):
-                return
-            if not self.running_pid(service):
+    def _launch(self, services: list[str], child_env: dict[str, str]) -> None:
+        executors = {}
+        for service in services:  # all processes first, so they come up side by side
+            command = self._command(service)
+            log = open(self.run_dir / f"{service}.log", "ab")  # noqa: SIM115 (the child keeps it)
+            executor = _ServiceExecutor(
+                command, self.ports[service], _marker(), envvars=child_env,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                timeout=STARTUP_TIMEOUT_S, sleep=0.2,
+            )  # fmt: skip
+            super(TCPExecutor, executor).start()  # SimpleExecutor.start: Popen only, no waiting yet
+            log.close()
+            process = psutil.Process(executor.process.pid)
+            record = {
+                "pid": process.pid, "create_time": process.create_time(), "command": command,
+                "marker": executor._uuid, "port": self.ports[service],
+            }  # fmt: skip
+            self._record_file(service).write_text(json.dumps(record))
+            executors[service] = executor
+        failed = None
+        for service, executor in executors.items():
+            try:
+                executor.wait_for(executor.check_subprocess)
+            except (ProcessExitedWithError, TimeoutExpired):
+                failed = service
                 break
-            time.sleep(0.2)
-        log = self.directory / "run" / f"{service}.log"
-        raise RuntimeError(f"embedded {service} did not start on {HOST}:{port}; see {log}")
+        for service, executor in executors.items():
+            if failed is not None and executor.process is not None:
+                executor.kill()
+            if failed is not None:
+                self._record_file(service).unlink(missing_ok=True)
+            elif executor.process is not None:  # detach: mirakuru kills a process on collection
+                _DETACHED.append(executor.process)
+                executor.process = None
+        if failed is not None:
+            log = self.run_dir / f"{failed}.log"
+            raise RuntimeError(f"embedded {failed} did not start on {HOST}:{self.ports[failed]}; see {log}")
 
     def _prepare_buckets(self, env: dict[str, str]) -> None:
         client = s3_client(env)
@@ -214,22 +414,325 @@ class EmbeddedStack:
             prefix = f"{ARCHIVE_PREFIX}/{SOURCE_ID}"
             upload_folder(client, self.sample_archive_dir, ARCHIVE_BUCKET, prefix, skip_existing=True)
 
-    def stop(self) -> list[str]:
-        """Stop every running service (SIGTERM, then SIGKILL after 15 s); return the ones stopped."""
+    def stop(self, *, snapshot: bool = True) -> list[str]:
+        """Snapshot S3 (:meth:`snapshot_s3`) if this stack's S3 runs, then stop every service this
+        stack started (SIGTERM to its process group, SIGKILL after 15 s).
+
+        A process record naming a process that is gone or is not the one this stack started (pid
+        reused, another command line or start time, another marker) is deleted; that process is
+        never signalled.
+
+        Args:
+            snapshot: False stops S3 without writing its objects to disk (they are lost).
+
+        Returns:
+            The services stopped, in :data:`SERVICES` order.
+
+        Raises:
+            S3SnapshotError: the snapshot failed; nothing was stopped (the objects are still in S3).
+        """
+        if snapshot and self._owned_record("s3") is not None:
+            self.snapshot_s3()
         stopped = []
-        for service in self._commands():
-            pid = self.running_pid(service)
-            if pid is None:
-                continue
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and self.running_pid(service):
-                time.sleep(0.1)
-            if self.running_pid(service):
-                os.killpg(pid, signal.SIGKILL)
-            self._pid_file(service).unlink(missing_ok=True)
-            stopped.append(service)
+        for service in SERVICES:
+            record = self._owned_record(service)
+            if record is not None:
+                _stop_group(record["pid"])
+                stopped.append(service)
+            self._record_file(service).unlink(missing_ok=True)
         return stopped
+
+    @property
+    def s3_snapshot_dir(self) -> Path:
+        """The S3 snapshot: ``<bucket>/<key>`` files, ``.keys/`` and the manifest (see the module)."""
+        return self.directory / "s3"
+
+    def snapshot_s3(self, env: dict[str, str] | None = None) -> tuple[int, int]:
+        """Write every bucket's objects to :attr:`s3_snapshot_dir`, a mirror of the running S3.
+
+        Each object is streamed to a temporary file in ``.partial/`` and renamed into place; an
+        object whose ETag, size and last-modified time are those of the last snapshot, with its
+        file unchanged, is not downloaded again. Files of objects (and buckets) that no longer
+        exist are deleted, except while a restore is pending (:meth:`restore_s3` did not complete
+        since S3 started). The manifest (:data:`SNAPSHOT_MANIFEST`) is written last.
+
+        Args:
+            env: the stack's settings (default :meth:`environment`).
+
+        Returns:
+            ``(objects, bytes)`` downloaded.
+
+        Raises:
+            S3SnapshotError: an S3 request or a file write failed; files already renamed into place
+                hold complete objects, the rest of the snapshot is the previous one.
+        """
+        root = self.s3_snapshot_dir
+        try:
+            _claim_snapshot_dir(root)
+            previous = _read_manifest(root)
+            client = s3_client(env or self.environment())
+            buckets = sorted(b["Name"] for b in client.list_buckets().get("Buckets", []))
+            listed = {bucket: _listing(client, bucket) for bucket in buckets}
+            files = {bucket: _snapshot_files(bucket, items) for bucket, items in listed.items()}
+            partial = root / ".partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            if not (root / _RESTORE_PENDING).exists():  # mirror: drop what no object maps to
+                _delete_other_files(root, {root / f for names in files.values() for f in names.values()})
+            partial.mkdir()
+            manifest: dict[str, dict[str, dict]] = {}
+            objects = total = 0
+            for bucket, items in listed.items():
+                entries = manifest[bucket] = {}
+                for key, item in items.items():
+                    stamp = _object_stamp(item)
+                    path = root / files[bucket][key]
+                    old = previous.get(bucket, {}).get(key, {})
+                    if (
+                        old.get("file") == files[bucket][key]
+                        and all(old.get(name) == value for name, value in stamp.items())
+                        and old.get("file_stamp") == _file_stamp(path)
+                    ):
+                        entries[key] = old
+                        continue
+                    try:
+                        response = client.get_object(Bucket=bucket, Key=key)
+                    except ClientError as error:
+                        if error.response["Error"]["Code"] in ("404", "NoSuchKey"):
+                            continue  # deleted since the listing
+                        raise
+                    _write_atomically(response["Body"], path, partial)
+                    entries[key] = {
+                        **stamp, "file": files[bucket][key], "file_stamp": _file_stamp(path),
+                        "headers": {name: response[name] for name in _KEPT_HEADERS if response.get(name)},
+                        "metadata": response.get("Metadata") or {},
+                    }  # fmt: skip
+                    objects += 1
+                    total += response["ContentLength"]
+            if (root / _RESTORE_PENDING).exists():  # keep the entries of files not deleted
+                for bucket, entries in previous.items():
+                    for key, entry in entries.items():
+                        if key not in manifest.get(bucket, {}) and (root / entry["file"]).is_file():
+                            manifest.setdefault(bucket, {})[key] = entry
+            _write_json_atomically(root / SNAPSHOT_MANIFEST, {"format": 1, "buckets": manifest}, partial)
+            shutil.rmtree(partial, ignore_errors=True)
+        except (BotoCoreError, ClientError, OSError) as error:
+            raise S3SnapshotError(f"S3 snapshot to {root} failed: {error}") from error
+        return objects, total
+
+    def restore_s3(self, env: dict[str, str] | None = None) -> tuple[int, int]:
+        """Upload every file of the snapshot whose key is missing from S3 (no object is replaced),
+        with the headers and metadata the snapshot kept, creating missing buckets.
+
+        The snapshot's keys are those of its manifest, plus ``<bucket>/<path>`` for any other file
+        under a bucket's folder (e.g. written by a snapshot interrupted before its manifest). A
+        directory without a manifest is not a snapshot: nothing is restored from it.
+
+        Args:
+            env: the stack's settings (default :meth:`environment`).
+
+        Returns:
+            ``(objects, bytes)`` uploaded.
+
+        Raises:
+            S3SnapshotError: an S3 request or a file read failed; the snapshot stays whole (no file
+                is deleted from it) until a restore completes.
+        """
+        root = self.s3_snapshot_dir
+        if not (root / SNAPSHOT_MANIFEST).is_file():
+            return 0, 0
+        objects = total = 0
+        try:
+            (root / _RESTORE_PENDING).touch()
+            manifest = _read_manifest(root)
+            client = s3_client(env or self.environment())
+            existing_buckets = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+            folders = {d.name for d in root.iterdir() if d.is_dir() and _BUCKET_NAME.fullmatch(d.name)}
+            for bucket in sorted(set(manifest) | folders):
+                if bucket not in existing_buckets:
+                    client.create_bucket(Bucket=bucket)
+                present = _listing(client, bucket)
+                entries = manifest.setdefault(bucket, {})
+                restored = {}
+                for key, path, entry in list(_snapshot_objects(root, bucket, entries)):
+                    if key in present:
+                        continue
+                    extra = {**entry.get("headers", {})}
+                    if entry.get("metadata"):
+                        extra["Metadata"] = entry["metadata"]
+                    client.upload_file(str(path), bucket, key, ExtraArgs=extra or None)
+                    restored[key] = {
+                        "headers": {}, "metadata": {}, **entry,
+                        "file": path.relative_to(root).as_posix(), "file_stamp": _file_stamp(path),
+                    }  # fmt: skip
+                    objects += 1
+                    total += path.stat().st_size
+                if restored:  # the objects' new ETags and times, so that the next snapshot
+                    for key, item in _listing(client, bucket).items():  # skips them
+                        if key in restored:
+                            entries[key] = {**restored[key], **_object_stamp(item)}
+            partial = root / ".partial"
+            partial.mkdir(exist_ok=True)
+            _write_json_atomically(root / SNAPSHOT_MANIFEST, {"format": 1, "buckets": manifest}, partial)
+            shutil.rmtree(partial, ignore_errors=True)
+            (root / _RESTORE_PENDING).unlink()
+        except (BotoCoreError, ClientError, OSError) as error:
+            raise S3SnapshotError(f"S3 restore from {root} failed: {error}") from error
+        return objects, total
+
+
+def _stop_group(pid: int) -> None:
+    """SIGTERM the process group led by ``pid`` (the service's own session), SIGKILL after 15 s."""
+    process = psutil.Process(pid)
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        process.wait(STOP_TIMEOUT_S)
+    except psutil.TimeoutExpired:
+        os.killpg(pid, signal.SIGKILL)
+        process.wait(STOP_TIMEOUT_S)
+    except (ProcessLookupError, psutil.NoSuchProcess):
+        pass
+    for popen in list(_DETACHED):  # forget our own children once they are gone
+        if popen.pid == pid:
+            _DETACHED.remove(popen)
+
+
+# A bucket name S3 accepts (a folder of the snapshot named otherwise is not a bucket).
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _listing(client, bucket: str) -> dict[str, dict]:
+    """``{key: ListObjectsV2 item}`` of every object in ``bucket``."""
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {item["Key"]: item for page in pages for item in page.get("Contents", [])}
+
+
+def _object_stamp(item: dict) -> dict:
+    """What tells an object from its earlier versions in a listing: ETag, size, last modified."""
+    return {"etag": item["ETag"], "size": item["Size"], "last_modified": item["LastModified"].isoformat()}
+
+
+def _claim_snapshot_dir(root: Path) -> None:
+    """Make ``root`` the stack's snapshot directory: a non-empty one without the manifest (not
+    written by the stack) is moved aside to ``s3.unknown-<time>`` beside it, never deleted."""
+    if root.is_dir() and not (root / SNAPSHOT_MANIFEST).is_file() and any(root.iterdir()):
+        root.rename(root.with_name(f"s3.unknown-{time.strftime('%Y%m%dT%H%M%S')}"))
+    root.mkdir(parents=True, exist_ok=True)
+
+
+def _read_manifest(root: Path) -> dict[str, dict[str, dict]]:
+    """``{bucket: {key: entry}}`` of the snapshot's manifest (empty without one)."""
+    try:
+        return json.loads((root / SNAPSHOT_MANIFEST).read_text())["buckets"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return {}  # none, or unreadable: every object is downloaded again
+
+
+def _path_name(text: str) -> str:
+    """``text`` as file systems that ignore case and Unicode normalization compare names."""
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def _snapshot_files(bucket: str, keys) -> dict[str, str]:
+    """``{key: file}`` of ``bucket``'s ``keys``, each file relative to the snapshot directory:
+    ``<bucket>/<key>`` when the key is a safe relative path that is no other key's folder and equal
+    to no other key but for case or normalization, else ``.keys/<bucket>/<sha256 of the key>``."""
+
+    def plain(key: str) -> bool:
+        parts = key.split("/")
+        return "\0" not in key and all(p not in ("", ".", "..") and len(p.encode()) <= 255 for p in parts)
+
+    candidates = [key for key in keys if plain(key)]
+    folders = {_path_name(key.rsplit("/", i)[0]) for key in candidates for i in range(1, key.count("/") + 1)}
+    names = Counter(_path_name(key) for key in candidates)
+    plain_keys = {key for key in candidates if _path_name(key) not in folders and names[_path_name(key)] == 1}
+    return {
+        key: f"{bucket}/{key}" if key in plain_keys
+        else f".keys/{bucket}/{hashlib.sha256(key.encode()).hexdigest()}"
+        for key in keys
+    }  # fmt: skip
+
+
+def _snapshot_objects(root: Path, bucket: str, entries: dict[str, dict]):
+    """``(key, file, manifest entry)`` of every object of ``bucket`` in the snapshot: the manifest's
+    entries whose file exists, then every other file under ``<root>/<bucket>/`` (key: its path)."""
+    known = set()
+    for key, entry in sorted(entries.items()):
+        path = root / entry["file"]
+        if path.is_file():
+            known.add(_inode(path))
+            yield key, path, entry
+    folder = root / bucket
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        if path.is_file() and _inode(path) not in known:
+            yield path.relative_to(folder).as_posix(), path, {}
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
+def _file_stamp(path: Path) -> list[int] | None:
+    """The size and modification time (ns) of a regular file, None if there is none."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns] if path.is_file() else None
+
+
+def _delete_other_files(root: Path, keep: set[Path]) -> None:
+    """Delete every file under ``root`` that is not one of ``keep`` (compared by inode, so names
+    equal but for case on such a file system are kept) nor the manifest, then empty folders."""
+    kept = {_inode(path) for path in keep if path.is_file()}
+    for path in sorted(root.rglob("*"), reverse=True):  # children before their folder
+        if path.is_symlink() or path.is_file():
+            if path.parent == root and path.name in (SNAPSHOT_MANIFEST, _RESTORE_PENDING):
+                continue
+            if path.is_symlink() or _inode(path) not in kept:
+                path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
+def _write_atomically(body, path: Path, partial: Path) -> None:
+    """Stream ``body`` (a file-like object, closed at the end) to ``path`` through a temporary file
+    in ``partial`` (same file system), fsynced, then renamed over ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=partial)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(body, out, 1024 * 1024)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    finally:
+        body.close()
+
+
+def _write_json_atomically(path: Path, value, partial: Path) -> None:
+    _write_atomically(io.BytesIO(json.dumps(value, indent=1).encode()), path, partial)
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid``'s exit status if it is an exited child of this process."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _ports_in_env_file(written: dict[str, str]) -> dict[str, int]:
+    """The ports named by an env file written by :meth:`EmbeddedStack.start` (none if it has none)."""
+    if "CLICKHOUSE_PORT" not in written:
+        return {}
+    return {
+        "clickhouse": int(written["CLICKHOUSE_PORT"]),
+        "s3": int(written["S3_ENDPOINT_URL"].rsplit(":", 1)[1]),
+        "airbyte": int(written["AIRBYTE_API_URL"].rsplit(":", 1)[1].split("/")[0]),
+    }
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -15,10 +15,7 @@
 }}
 
 with touched_days as (
-    select distinct toDate(timestamp) as event_date
-    from {{ source('segment', 'events') }}
-    where {{ received_window(
-        'received_date',
+    {{ touched_event_days(
         env_var('SEGMENT_MIN_RECEIVED_DATE', '1970-01-01'),
         env_var('SEGMENT_MAX_RECEIVED_DATE', '2999-12-31'),
     ) }}

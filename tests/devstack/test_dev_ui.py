@@ -16,7 +16,7 @@ from devstack.cli import prepare_dbt
 from devstack.stack import free_port
 from tests.conftest import SAMPLE_DAYS, SAMPLE_START
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ASSET_KEYS = "query { assetNodes { assetKey { path } } }"
 LAUNCH_BACKFILL = """
 mutation Launch($params: LaunchBackfillParams!) {

@@ -15,8 +15,8 @@ from devstack.stack import (
     upload_folder,
 )
 from tests import test_cli_demo
+from tests.devstack.test_cli_demo import run_demo
 from tests.segment.archive import random_days, write_archive
-from tests.test_cli_demo import run_demo
 
 demo_stack = test_cli_demo.demo_stack  # a private stack for this module (module-scoped fixture)
 
@@ -50,7 +50,7 @@ def test_stack_start_restores_only_its_own_sample_and_replaces_nothing(demo_stac
         for p in demo_stack.sample_archive_dir.rglob("*.gz")
     }
     demo_stack.stop()
-    env = demo_stack.start()  # moto's S3 starts empty: the stack's own sample is uploaded again
+    env = demo_stack.start()  # the sample, written only to disk, is uploaded; nothing else is added
     assert set(_objects(demo_stack)) == own
 
     s3_client(env).put_object(Bucket=ARCHIVE_BUCKET, Key=min(own), Body=b"not the generated file")
@@ -77,8 +77,7 @@ def test_two_demos_and_a_restart_leave_an_existing_archive_as_it_was(demo_stack,
     assert any(demo_stack.airbyte_source_dir.rglob("*.jsonl"))
 
     demo_stack.stop()
-    demo_stack.start()  # moto's S3 starts empty: the user puts their archive back
-    upload_user_archive()
+    demo_stack.start()  # the stack's S3 keeps its objects across a restart
     assert _users_objects(demo_stack) == before
 
     second = run_demo(demo_stack, tmp_path, *DEMO_ARGS)

@@ -12,7 +12,7 @@ import pytest
 from analytics_orchestration.segment.partitions import received_day_folder
 from devstack.stack import ARCHIVE_BUCKET, EmbeddedStack, free_port, s3_client
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

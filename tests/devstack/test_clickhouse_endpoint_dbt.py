@@ -1,6 +1,6 @@
 """dbt-clickhouse against the embedded ClickHouse endpoint: debug, seed, view/table/incremental models, tests.
 
-The project lives in tests/dbt_endpoint_project; its profile reads the connection from DBT_ENDPOINT_*
+The project lives in tests/devstack/dbt_endpoint_project; its profile reads the connection from DBT_ENDPOINT_*
 environment variables. dbt runs in-process through dbtRunner; the endpoint is a real server process.
 """
 
@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from dbt.cli.main import dbtRunner
 
-from tests.test_clickhouse_endpoint import HOST, Endpoint, start_endpoint, stop_endpoint
+from tests.devstack.test_clickhouse_endpoint import HOST, Endpoint, start_endpoint, stop_endpoint
 
 PROJECT_DIR = Path(__file__).parent / "dbt_endpoint_project"
 SCHEMA = "dbt_endpoint_test"
 RAW = "dbt_endpoint_raw"
 INCREMENTAL_MODELS = ("orders_default", "orders_delete_insert", "orders_append")
-CUSTOMER_IDS = (1, 2, 3, 4)  # tests/dbt_endpoint_project/seeds/customers.csv
+CUSTOMER_IDS = (1, 2, 3, 4)  # tests/devstack/dbt_endpoint_project/seeds/customers.csv
 
 
 @pytest.fixture(scope="module")
