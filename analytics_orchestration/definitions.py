@@ -9,8 +9,11 @@ Settings are environment variables resolved at run time (``EnvVar``) under the s
 environment; see ``analytics_orchestration.settings``. Nothing here reads them at import.
 """
 
+import warnings
+
 from dagster import (
     AssetSelection,
+    BetaWarning,
     Definitions,
     define_asset_job,
     in_process_executor,
@@ -24,6 +27,16 @@ from analytics_orchestration.freshness import freshness_checks, freshness_sensor
 from analytics_orchestration.segment import definitions as segment
 
 MAIN_JOB = "main_job"
+
+
+def _with_code_references(assets: list) -> list:
+    """Each asset linked to the file that defines it (dbt models: their .sql, set by the translator).
+
+    ``with_source_code_references`` is marked beta by Dagster; its warning is silenced here only.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=BetaWarning)
+        return with_source_code_references(assets)
 
 
 def build_definitions() -> Definitions:
@@ -41,7 +54,7 @@ def build_definitions() -> Definitions:
         # Steps are thin clients of ClickHouse and dbt: running a run's steps in one process saves
         # the seconds each step process spends importing Dagster and these definitions.
         executor=in_process_executor,
-        assets=with_source_code_references(assets),
+        assets=_with_code_references(assets),
         asset_checks=[*(merged.asset_checks or []), *freshness],
         jobs=[*(merged.jobs or []), main_job],
         schedules=merged.schedules,

@@ -38,3 +38,15 @@ def test_clickhouse_loads_and_dbt_run_in_limited_pools():
             assert assets_def.op.pool == DBT_POOL, key
     instance_settings = yaml.safe_load((ROOT / "dagster.yaml").read_text())
     assert instance_settings["concurrency"]["pools"]["default_limit"] == 1
+
+
+def test_every_asset_links_to_its_source_file_and_its_key_to_its_folder():
+    graph = _graph()
+    package = ROOT / "analytics_orchestration"
+    for key in graph.get_all_asset_keys():
+        assets_def = graph.assets_def_for_key(key)
+        if not assets_def.is_executable:
+            continue  # dbt sources with no loading asset (raw_segment.rejects, a view)
+        references = assets_def.specs_by_key[key].metadata["dagster/code_references"].code_references
+        files = [Path(reference.file_path) for reference in references]
+        assert any(f.is_relative_to(package / key.path[0]) for f in files), (key, files)

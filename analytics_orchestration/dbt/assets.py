@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, TimeWindow
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from analytics_orchestration.clickhouse.resource import ClickHouseResource
 from analytics_orchestration.dbt.project import dbt_project
@@ -51,7 +51,7 @@ class AnalyticsDbtTranslator(DagsterDbtTranslator):
         return fqn[1] if len(fqn) > 2 else "dbt"
 
 
-translator = AnalyticsDbtTranslator()
+translator = AnalyticsDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_code_references=True))
 
 
 def window_env(window: TimeWindow) -> dict[str, str]:

@@ -14,7 +14,7 @@ from devstack.stack import (
     s3_client,
     upload_folder,
 )
-from tests import test_cli_demo
+from tests.devstack import test_cli_demo
 from tests.devstack.test_cli_demo import run_demo
 from tests.segment.archive import random_days, write_archive
 
