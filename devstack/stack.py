@@ -277,40 +277,22 @@ class EmbeddedStack:
 
     def _owned_record(self, service: str) -> dict | None:
         """The process record of ``service`` if the process it names is alive and is the one this
-        stack started (same start time, command line and marker); None otherwise.
-
-        A pid file of the earlier format (the pid alone) counts only while its process runs
-        exactly the command line the earlier stack ran for ``service`` on this stack's port and
-        leads its own process group; its record then has no start time or marker.
-        """
+        stack started (same start time, command line and marker); None otherwise."""
         try:
-            text = self._record_file(service).read_text()
-            record = json.loads(text)
-            legacy = isinstance(record, int)
-            if legacy:
-                command = self._legacy_command(service)
-                record = {"pid": record, "command": command, "port": self.ports[service]}
+            record = json.loads(self._record_file(service).read_text())
             process = psutil.Process(record["pid"])
             if process.status() == psutil.STATUS_ZOMBIE:
                 _reap(record["pid"])
                 return None
-            if process.cmdline() != record["command"]:
-                return None
-            if legacy:
-                return record if os.getpgid(record["pid"]) == record["pid"] else None
             if (
-                abs(process.create_time() - record["create_time"]) > 0.01
+                process.cmdline() != record["command"]
+                or abs(process.create_time() - record["create_time"]) > 0.01
                 or process.environ().get(ENV_UUID) != record["marker"]
             ):
                 return None
         except (OSError, ValueError, KeyError, TypeError, psutil.Error):
             return None  # no record, an unreadable one, or a process that is gone or not ours
         return record
-
-    def _legacy_command(self, service: str) -> list[str]:
-        """The command line the stack ran for ``service`` before it kept process records (the
-        same as today's)."""
-        return self._command(service)
 
     def running_pid(self, service: str) -> int | None:
         """The pid of ``service`` if its process is alive and was started by this stack, else None."""

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -183,8 +182,8 @@ def test_stop_never_signals_a_process_it_did_not_start(tmp_path, stacks_to_stop)
     stack.run_dir.mkdir(parents=True)
     stranger = subprocess.Popen(["sleep", "120"], start_new_session=True)
     try:
-        # A pid file of the old format, and a record with the stranger's pid, start time and
-        # command line but without the marker the stack gives its own processes.
+        # A bare pid file, and a record with the stranger's pid, start time and command line but
+        # without the marker the stack gives its own processes.
         stack._record_file("clickhouse").write_text(str(stranger.pid))
         process = psutil.Process(stranger.pid)
         record = {
@@ -203,32 +202,6 @@ def test_stop_never_signals_a_process_it_did_not_start(tmp_path, stacks_to_stop)
     finally:
         os.killpg(stranger.pid, signal.SIGKILL)
         stranger.wait()
-
-
-def test_stop_still_stops_a_service_named_by_a_pid_file_of_the_earlier_format(tmp_path, stacks_to_stop):
-    """Before process records, the pid file held the pid alone: such a file counts only while its
-    process runs exactly the command the earlier stack ran (here moto's S3 server) on this port."""
-    stack = EmbeddedStack.at(tmp_path / "stack", {service: free_port() for service in SERVICES})
-    stacks_to_stop.append(stack)
-    stack.run_dir.mkdir(parents=True)
-    earlier = subprocess.Popen(
-        stack._legacy_command("s3"),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        stack._record_file("s3").write_text(str(earlier.pid))
-        assert stack.running_pid("s3") == earlier.pid
-        deadline = time.monotonic() + 30  # stop snapshots its objects first: let it answer
-        while not port_open(stack.ports["s3"]) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert stack.stop() == ["s3"]
-        assert earlier.wait(timeout=5) is not None
-    finally:
-        if earlier.poll() is None:
-            os.killpg(earlier.pid, signal.SIGKILL)
-            earlier.wait()
 
 
 def test_keys_that_cannot_be_files_are_kept_under_their_hash():
