@@ -5,25 +5,43 @@ second process cannot open a path another one holds); every client (clickhouse-c
 curl) talks to it over HTTP exactly as it would talk to a ClickHouse server.
 
 Protocol facts follow the ClickHouse HTTP interface documentation
-(https://clickhouse.com/docs/en/interfaces/http) and what clickhouse-connect 1.12 sends and reads
-(``clickhouse_connect/driver/_backend/http_sync.py`` and ``httpcommon.py``):
+(https://clickhouse.com/docs/en/interfaces/http), ClickHouse's own sources (``src/Server/HTTPHandler.cpp``,
+``src/Server/HTTP/exceptionCodeToHTTPStatus.cpp``, ``authenticateUserByHTTP.cpp``,
+``setReadOnlyIfHTTPMethodIdempotent.cpp``) and what clickhouse-connect 1.12 sends and reads:
 
 * ``GET /`` and ``GET /ping`` answer ``Ok.\\n``.
 * Credentials come from HTTP basic auth, the ``X-ClickHouse-User``/``X-ClickHouse-Key`` headers or the
-  ``user``/``password`` URL parameters; no credentials means user ``default`` with an empty password.
-* The SQL is the ``query`` URL parameter, the request body, or both joined by a newline. When the URL
-  holds ``INSERT ... FORMAT <fmt>`` the body is that insert's data and is streamed into the engine.
-  A body that starts with ``INSERT ... FORMAT <fmt>`` carries its data inline after the first newline.
+  ``user``/``password`` URL parameters; mixing two of these ways is refused (AUTHENTICATION_FAILED);
+  no credentials means user ``default`` with an empty password.
+* The SQL is the ``query`` URL parameter, the request body, or both joined by a newline; one statement
+  only (``Multi-statements are not allowed``). When the URL holds ``INSERT ... FORMAT <fmt>`` the body
+  is that insert's data and is streamed into the engine. A body that starts with
+  ``INSERT ... FORMAT <fmt>`` carries its data inline after the first newline. Query text (without
+  insert data) is limited to ``max_query_size`` bytes (default 262144), as in ClickHouse.
+* Requests other than POST are readonly (``readonly=2``): writes are refused with READONLY (164).
 * ``param_<name>`` URL parameters bind ``{name:Type}`` query parameters; ``database`` (or the
   ``X-ClickHouse-Database`` header) selects the current database for one query; every URL parameter
-  that is not an HTTP control parameter is a ClickHouse setting for that query only.
+  that is not an HTTP control parameter must be one of the engine's settings (``system.settings``,
+  else UNKNOWN_SETTING) and applies to that query only.
 * ``session_id`` keeps one engine connection (its ``USE``, ``SET`` and temporary tables) alive across
-  requests until it has been idle ``session_timeout`` seconds (default 60).
+  requests until it has been idle ``session_timeout`` seconds (an integer, default 60, at most
+  3600 = ClickHouse's ``max_session_timeout``). A session serves one request at a time; a concurrent
+  one is refused with SESSION_IS_LOCKED. ``query_id`` names a query; a second query with the id of a
+  running one is refused with QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING.
 * Request bodies may be compressed with ``Content-Encoding`` gzip, deflate, zstd, lz4 (LZ4 frame) and,
-  when the ``brotli`` module is importable, br. Responses are always sent uncompressed.
+  when the ``brotli`` module is importable, br. They are decoded incrementally; a truncated or corrupt
+  body is an error (nothing is inserted), and a body that decompresses to more than
+  ``--max-decompressed-body-bytes`` (default 256 MiB) is refused. Responses are sent uncompressed.
+* Results are buffered up to ``buffer_size`` bytes (default 1 MiB, as ClickHouse's HTTP buffer); larger
+  results of row-streamable formats (TabSeparated, CSV, Native, JSONEachRow, RowBinary, ...) are then
+  streamed to the socket chunk by chunk (``wait_end_of_query=1`` buffers the whole result). Closing
+  the connection while a result is streamed cancels the query.
 * Responses carry ``X-ClickHouse-Query-Id``, ``X-ClickHouse-Timezone``, ``X-ClickHouse-Format`` (only
-  for statements that produce a result), ``X-ClickHouse-Summary`` and, on errors,
-  ``X-ClickHouse-Exception-Code`` with a ``Code: N. DB::Exception: ... (NAME) (version V)`` body.
+  for statements that produce a result), ``X-ClickHouse-Summary`` (the complete summary when the
+  result fits the buffer, the progress so far when it is streamed) and, on errors,
+  ``X-ClickHouse-Exception-Code`` with a ``Code: N. DB::Exception: ... (NAME) (version V)`` body and
+  the HTTP status of ClickHouse's ``exceptionCodeToHTTPStatus``. An error after streaming began is
+  appended to the body, as ClickHouse does.
 
 Summary statistics come from chdb's result object: ``storage_rows_read``/``storage_bytes_read`` (rows
 and bytes read from tables), ``rows_read``/``bytes_read`` (rows and in-memory bytes of the result),
@@ -39,18 +57,21 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import hmac
 import json
 import logging
 import re
+import secrets
+import string
 import sys
 import threading
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -60,9 +81,10 @@ import lz4.frame
 from backports import zstd
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from devstack.serving import required_env, run_app
 
@@ -73,9 +95,14 @@ DEFAULT_USER = "default"
 SERVER_DISPLAY_NAME = "chdb-embedded"
 TIMEZONE = "UTC"
 DEFAULT_FORMAT = "TabSeparated"
-DEFAULT_SESSION_TIMEOUT_S = 60.0
+DEFAULT_SESSION_TIMEOUT_S = 60
+MAX_SESSION_TIMEOUT_S = 3600  # ClickHouse's max_session_timeout default
 SESSION_SWEEP_INTERVAL_S = 5.0
 INSERT_CHUNK_BYTES = 1 << 20  # body bytes buffered before each hand-off to the engine
+DECODE_PIECE_BYTES = 1 << 20  # at most this many decompressed bytes per decompressor call
+DEFAULT_BUFFER_SIZE = 1 << 20  # ClickHouse's HTTP response buffer (DBMS_DEFAULT_BUFFER_SIZE)
+DEFAULT_MAX_QUERY_SIZE = 262144  # ClickHouse's max_query_size default
+DEFAULT_MAX_DECOMPRESSED_BODY_BYTES = 256 << 20
 
 # URL parameters the HTTP interface consumes itself; all others are settings for the query.
 CONTROL_PARAMS = frozenset(
@@ -87,20 +114,54 @@ CONTROL_PARAMS = frozenset(
 )  # fmt: skip
 PARAM_PREFIX = "param_"
 
-# ClickHouse error codes (src/Common/ErrorCodes.cpp) and their HTTP status (src/Server/HTTPHandler.cpp).
+# ClickHouse error codes (src/Common/ErrorCodes.cpp).
 BAD_ARGUMENTS = 36
+NOT_IMPLEMENTED = 48
 SYNTAX_ERROR = 62
 UNKNOWN_SETTING = 115
-NOT_IMPLEMENTED = 48
+READONLY = 164
+QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING = 216
+TOO_MANY_BYTES = 307
+ZLIB_INFLATE_FAILED = 354
 SESSION_NOT_FOUND = 372
-CANNOT_DECOMPRESS = 271
+SESSION_IS_LOCKED = 373
+INVALID_SESSION_TIMEOUT = 374
+QUERY_WAS_CANCELLED = 394
+BROTLI_READ_FAILED = 448
 AUTHENTICATION_FAILED = 516
+ZSTD_DECODER_FAILED = 561
+LZ4_DECODER_FAILED = 618
 STD_EXCEPTION = 1001
-BAD_REQUEST_CODES = frozenset(
-    {6, 25, 26, 27, 36, 38, 41, 42, 43, 44, 46, 47, 50, 53, 56, 62, 63, 72, 73, 115, 117}
-)
-NOT_FOUND_CODES = frozenset({60, 81})
-FORBIDDEN_CODES = frozenset({164, 497})
+
+
+def _status_table() -> dict[int, int]:
+    """Error code -> HTTP status, as src/Server/HTTP/exceptionCodeToHTTPStatus.cpp maps them (else 500)."""
+    groups = {
+        401: (194,),  # REQUIRED_PASSWORD
+        # UNKNOWN_USER, WRONG_PASSWORD, AUTHENTICATION_FAILED, SET_NON_GRANTED_ROLE, ACCESS_DENIED
+        403: (192, 193, 516, 512, 497),
+        # BAD_ARGUMENTS, CANNOT_COMPILE_REGEXP, CANNOT_PARSE_* (TEXT, ESCAPE_SEQUENCE, QUOTED_STRING, DATE,
+        # DATETIME, NUMBER, DOMAIN_VALUE_FROM_STRING, IPV4, IPV6, INPUT_ASSERTION_FAILED, UUID),
+        # DUPLICATE_COLUMN, ILLEGAL_COLUMN, UNKNOWN_ELEMENT_IN_AST, UNKNOWN_TYPE_OF_AST_NODE,
+        # THERE_IS_NO_COLUMN, TOO_DEEP_AST, TOO_BIG_AST, UNEXPECTED_AST_STRUCTURE, SYNTAX_ERROR,
+        # INCORRECT_DATA, TYPE_MISMATCH, VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+        400: (36, 427, 6, 25, 26, 38, 41, 72, 441, 675, 676, 27, 376, 15, 44, 37, 123, 8, 167, 168, 223,
+              62, 117, 53, 321),
+        # UNKNOWN_TABLE, UNKNOWN_FUNCTION, UNKNOWN_IDENTIFIER, UNKNOWN_TYPE, UNKNOWN_STORAGE,
+        # UNKNOWN_DATABASE, UNKNOWN_SETTING, UNKNOWN_DIRECTION_OF_SORTING, UNKNOWN_AGGREGATE_FUNCTION,
+        # UNKNOWN_FORMAT, UNKNOWN_DATABASE_ENGINE, UNKNOWN_TYPE_OF_QUERY, UNKNOWN_ROLE
+        404: (60, 46, 47, 50, 56, 81, 115, 152, 63, 73, 336, 78, 511),
+        413: (229,),  # QUERY_IS_TOO_LARGE
+        501: (48,),  # NOT_IMPLEMENTED
+        503: (209, 76, 439),  # SOCKET_TIMEOUT, CANNOT_OPEN_FILE, CANNOT_SCHEDULE_TASK
+        411: (381,),  # HTTP_LENGTH_REQUIRED
+        408: (159,),  # TIMEOUT_EXCEEDED
+        415: (779,),  # UNSUPPORTED_MEDIA_TYPE
+    }  # fmt: skip
+    return {code: status for status, codes in groups.items() for code in codes}
+
+
+HTTP_STATUS_BY_CODE = _status_table()
 
 # Statements whose execution yields no result set, so no X-ClickHouse-Format header is sent.
 RESULTLESS_STATEMENTS = frozenset(
@@ -111,8 +172,23 @@ RESULTLESS_STATEMENTS = frozenset(
     }
 )  # fmt: skip
 
+# Output formats whose chunks (chdb writes each streamed block as a complete output of the format)
+# concatenate into one valid output: no prefix, suffix or header. Others are sent in one piece.
+STREAMABLE_FORMATS = frozenset(
+    {
+        "tabseparated", "tsv", "tabseparatedraw", "tsvraw", "csv", "native", "jsoneachrow", "jsonlines",
+        "ndjson", "jsoncompacteachrow", "jsonstringseachrow", "jsoncompactstringseachrow", "rowbinary",
+        "lineasstring", "rawblob", "null",
+    }
+)  # fmt: skip
+
+# Statements chdb can run as a streaming query (others are refused by send_query with BAD_ARGUMENTS).
+STREAMED_STATEMENTS = frozenset({"SELECT", "WITH"})
+STREAMING_UNSUPPORTED = "Streaming query is not supported"
+
 ENGINE_ERROR_RE = re.compile(r"Code: (\d+)\. DB::Exception: (.*)", re.DOTALL)
 VERSION_SUFFIX_RE = re.compile(r"\s*\(version [^)]*\)$")
+IN_SCOPE_SUFFIX_RE = re.compile(r": In scope SELECT formatQuery\(.*$", re.DOTALL)
 LEADING_NOISE_RE = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/|\()*", re.DOTALL)
 FIRST_WORD_RE = re.compile(r"[A-Za-z]+")
 TRAILING_FORMAT_RE = re.compile(r"\bFORMAT\s+([A-Za-z]\w*)(?:\s+SETTINGS\s+[^;]*)?\s*;?\s*$", re.IGNORECASE)
@@ -122,8 +198,12 @@ URL_INSERT_RE = re.compile(
 INLINE_INSERT_RE = re.compile(
     rb"^\s*(INSERT\s+INTO\s.*?)\s+FORMAT\s+([A-Za-z]\w*)", re.IGNORECASE | re.DOTALL
 )
+# ``INSERT INTO table [(columns)] VALUES``: only this plain shape is split off a body that is larger than
+# max_query_size (its tuples are data, as in ClickHouse, which does not count them against that limit).
+INLINE_VALUES_RE = re.compile(
+    rb"^\s*(INSERT\s+INTO\s+(?:TABLE\s+)?[\w.`\"]+\s*(?:\([^()]*\))?)\s*VALUES\b", re.IGNORECASE
+)
 SET_NAMES_RE = re.compile(r"([A-Za-z_]\w*)\s*=")
-SETTING_NAME_RE = re.compile(r"^[A-Za-z_]\w*$")
 INLINE_HEADER_SCAN_BYTES = 65536
 
 
@@ -146,18 +226,16 @@ class ClickHouseError(Exception):
 
     @property
     def http_status(self) -> int:
-        """The HTTP status ClickHouse answers this error code with."""
-        if self.code == AUTHENTICATION_FAILED:
-            return 401
-        if self.code in FORBIDDEN_CODES:
-            return 403
-        if self.code in NOT_FOUND_CODES:
-            return 404
-        return 400 if self.code in BAD_REQUEST_CODES else 500
+        """The HTTP status ClickHouse answers this error code with (exceptionCodeToHTTPStatus)."""
+        return HTTP_STATUS_BY_CODE.get(self.code, 500)
 
     def body(self, version: str) -> str:
         """The response body: ``Code: N. DB::Exception: <message> (version V)`` and a newline."""
         return f"Code: {self.code}. DB::Exception: {self.message} (version {version})\n"
+
+
+class ClientGone(Exception):
+    """The HTTP client closed the connection while its result was being sent."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -209,6 +287,14 @@ def split_inline_insert(body: bytes) -> tuple[str, str, bytes] | None:
     return insert, match.group(2).decode("ascii"), body[data_start:]
 
 
+def split_values_insert(body: bytes) -> tuple[str, str, bytes] | None:
+    """Split a plain ``INSERT INTO t [(cols)] VALUES <tuples>`` into (insert, "Values", tuples)."""
+    match = INLINE_VALUES_RE.match(body[:INLINE_HEADER_SCAN_BYTES])
+    if match is None:
+        return None
+    return match.group(1).decode("utf-8"), "Values", body[match.end() :]
+
+
 def quote_identifier(name: str) -> str:
     """``name`` as a back-quoted ClickHouse identifier."""
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
@@ -227,7 +313,9 @@ def quote_string(value: str) -> str:
 class QueryRequest:
     """What one HTTP request asks for, minus the body.
 
-    ``settings`` and ``params`` map names to the raw URL strings; ``session_timeout_s`` is in seconds.
+    ``settings`` (validated names, without ``readonly``) and ``params`` map names to the raw URL
+    strings; ``readonly`` is the effective readonly level (2 for GET requests, as in ClickHouse) and
+    ``readonly_by_method`` whether it comes from the HTTP method; ``session_timeout_s`` is in seconds.
     """
 
     url_query: str
@@ -236,20 +324,37 @@ class QueryRequest:
     settings: dict[str, str]
     params: dict[str, str]
     session_id: str | None
-    session_timeout_s: float
+    session_timeout_s: int
     session_check: bool
+    readonly: int = 0
+    readonly_by_method: bool = False
+    user: str = DEFAULT_USER
+    buffer_size: int = DEFAULT_BUFFER_SIZE
+    wait_end_of_query: bool = False
+    max_query_size: int = DEFAULT_MAX_QUERY_SIZE
+    from_form: bool = False
 
 
-def parse_query_request(request: Request) -> QueryRequest:
-    """Split the URL parameters and headers of ``request`` into control values, settings and params."""
+def parse_query_request(
+    request: Request, known_settings: frozenset[str] | None = None, user: str = DEFAULT_USER
+) -> QueryRequest:
+    """Split the URL parameters and headers of ``request`` into control values, settings and params.
+
+    Every setting name must be in ``known_settings`` (the engine's ``system.settings``), else the
+    request fails with UNKNOWN_SETTING before anything runs.
+    """
     url = request.query_params
     if url.get("compress", "0") not in ("0", "") or url.get("decompress", "0") not in ("0", ""):
         raise ClickHouseError(
             NOT_IMPLEMENTED, "ClickHouse block compression is not supported (NOT_IMPLEMENTED)"
         )
     settings = {k: v for k, v in url.items() if k not in CONTROL_PARAMS and not k.startswith(PARAM_PREFIX)}
+    for name in settings:
+        if known_settings is not None and name not in known_settings:
+            raise ClickHouseError(UNKNOWN_SETTING, f"Unknown setting '{name}'. (UNKNOWN_SETTING)")
     params = {k[len(PARAM_PREFIX) :]: v for k, v in url.items() if k.startswith(PARAM_PREFIX)}
     database = request.headers.get("X-ClickHouse-Database") or url.get("database") or None
+    readonly, by_method = _readonly_level(request.method, settings.pop("readonly", None))
     return QueryRequest(
         url_query=url.get("query", ""),
         database=database,
@@ -259,38 +364,159 @@ def parse_query_request(request: Request) -> QueryRequest:
         settings=settings,
         params=params,
         session_id=url.get("session_id") or None,
-        session_timeout_s=_seconds(url.get("session_timeout"), DEFAULT_SESSION_TIMEOUT_S),
+        session_timeout_s=_session_timeout(url.get("session_timeout")),
         session_check=url.get("session_check", "0") == "1",
+        readonly=readonly,
+        readonly_by_method=by_method,
+        user=user,
+        buffer_size=_non_negative_int(url.get("buffer_size"), DEFAULT_BUFFER_SIZE, "buffer_size"),
+        wait_end_of_query=url.get("wait_end_of_query", "0") not in ("0", ""),
+        max_query_size=_non_negative_int(
+            settings.get("max_query_size"), DEFAULT_MAX_QUERY_SIZE, "max_query_size"
+        ),
     )
 
 
-def _seconds(value: str | None, default: float) -> float:
-    """A non-negative number of seconds from a URL parameter, ``default`` when absent."""
-    try:
-        seconds = float(value) if value else default
-    except ValueError:
-        seconds = -1.0
-    if seconds < 0:
-        raise ClickHouseError(BAD_ARGUMENTS, f"Invalid session timeout: '{value}'. (BAD_ARGUMENTS)")
+async def with_form_fields(request: Request, query: QueryRequest) -> QueryRequest:
+    """``query`` completed from a ``multipart/form-data`` body, as ClickHouse's HTMLForm reads one:
+    its ``query`` field is the query text and its ``param_*`` fields are query parameters (over the
+    URL's). clickhouse-connect sends this with ``form_encode_query_params``, so that parameter values
+    (credentials for ``s3()``) never travel in the URL. Fields are limited to ``max_query_size``
+    bytes each; files are refused.
+    """
+    async with request.form(max_files=0, max_part_size=query.max_query_size) as form:
+        fields = {name: value for name, value in form.multi_items() if isinstance(value, str)}
+    params = {k[len(PARAM_PREFIX) :]: v for k, v in fields.items() if k.startswith(PARAM_PREFIX)}
+    text = "\n".join(part for part in (query.url_query, fields.get("query", "")) if part)
+    return replace(query, url_query=text, params={**query.params, **params}, from_form=True)
+
+
+def _readonly_level(method: str, value: str | None) -> tuple[int, bool]:
+    """The effective readonly level and whether the HTTP method imposed it.
+
+    As setReadOnlyIfHTTPMethodIdempotent.cpp: anything but POST runs with readonly=2, under which the
+    ``readonly`` setting itself cannot be changed to another value.
+    """
+    level = 0
+    if value is not None:
+        if value not in ("0", "1", "2"):
+            raise ClickHouseError(
+                BAD_ARGUMENTS, f"Invalid value '{value}' for setting 'readonly'. (BAD_ARGUMENTS)"
+            )
+        level = int(value)
+    if method != "POST":
+        if value is not None and level != 2:
+            raise ClickHouseError(READONLY, "Cannot modify 'readonly' setting in readonly mode. (READONLY)")
+        return 2, True
+    return level, False
+
+
+def _session_timeout(value: str | None) -> int:
+    """``session_timeout`` in whole seconds, as HTTPHandler's parseSessionTimeout reads it."""
+    if value is None or value == "":
+        return DEFAULT_SESSION_TIMEOUT_S
+    if not value.isdigit():
+        raise ClickHouseError(
+            INVALID_SESSION_TIMEOUT, f"Invalid session timeout: '{value}'. (INVALID_SESSION_TIMEOUT)"
+        )
+    seconds = int(value)
+    if seconds > MAX_SESSION_TIMEOUT_S:
+        raise ClickHouseError(
+            INVALID_SESSION_TIMEOUT,
+            f"Session timeout '{value}' is larger than max_session_timeout: {MAX_SESSION_TIMEOUT_S}. "
+            "Maximum session timeout could be modified in configuration file. (INVALID_SESSION_TIMEOUT)",
+        )
     return seconds
 
 
+def _non_negative_int(value: str | None, default: int, name: str) -> int:
+    if value is None or value == "":
+        return default
+    if not value.isdigit():
+        raise ClickHouseError(BAD_ARGUMENTS, f"Invalid value '{value}' for '{name}'. (BAD_ARGUMENTS)")
+    return int(value)
+
+
 def request_credentials(request: Request) -> tuple[str, str]:
-    """The (user, password) a request presents; ClickHouse's ``default`` user with no password if none."""
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Basic "):
+    """The (user, password) a request presents; ClickHouse's ``default`` user with no password if none.
+
+    As authenticateUserByHTTP.cpp, presenting credentials in two ways at once is refused.
+    """
+    headers, url = request.headers, request.query_params
+    header_user = headers.get("X-ClickHouse-User", "")
+    header_key = headers.get("X-ClickHouse-Key", "")
+    authorization = headers.get("Authorization")
+    in_params = "user" in url or "password" in url
+    if header_user or header_key:
+        if authorization is not None:
+            _multiple_methods("X-ClickHouse HTTP headers", "Authorization HTTP header")
+        if in_params:
+            _multiple_methods("X-ClickHouse HTTP headers", "authentication via parameters")
+        if not header_user:
+            raise ClickHouseError(
+                AUTHENTICATION_FAILED,
+                "Got an empty user name from X-ClickHouse HTTP headers. (AUTHENTICATION_FAILED)",
+            )
+        return header_user, header_key
+    if authorization is not None:
+        if in_params:
+            _multiple_methods("Authorization HTTP header", "authentication via parameters")
+        scheme, _, info = authorization.partition(" ")
+        if scheme.lower() != "basic":
+            raise ClickHouseError(
+                AUTHENTICATION_FAILED,
+                f"Invalid authentication: '{scheme}' HTTP Authorization scheme is not supported. "
+                "(AUTHENTICATION_FAILED)",
+            )
         try:
-            user, _, password = base64.b64decode(auth[6:]).decode("utf-8").partition(":")
-        except ValueError:
+            user, _, password = base64.b64decode(info.strip(), validate=True).decode("utf-8").partition(":")
+        except (ValueError, binascii.Error):
             return "", ""
         return user, password
-    user = request.headers.get("X-ClickHouse-User") or request.query_params.get("user")
-    password = request.headers.get("X-ClickHouse-Key") or request.query_params.get("password") or ""
-    return user or DEFAULT_USER, password
+    return url.get("user") or DEFAULT_USER, url.get("password") or ""
+
+
+def _multiple_methods(first: str, second: str) -> None:
+    raise ClickHouseError(
+        AUTHENTICATION_FAILED,
+        f"Invalid authentication: it is not allowed to use {first} and {second} simultaneously. "
+        "(AUTHENTICATION_FAILED)",
+    )
 
 
 class Decompressor(Protocol):
-    def decompress(self, data: bytes) -> bytes: ...
+    """What decoded_body needs of a decompressor (the zstd and lz4 ones have it natively)."""
+
+    eof: bool
+    unused_data: bytes
+    needs_input: bool
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes: ...
+
+
+class _ZlibDecompressor:
+    """zlib's decompressobj behind the needs_input/max_length interface of the zstd and lz4 ones."""
+
+    def __init__(self, wbits: int) -> None:
+        self._inner = zlib.decompressobj(wbits)
+        self._pending = b""
+
+    @property
+    def eof(self) -> bool:
+        return self._inner.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._inner.unused_data
+
+    @property
+    def needs_input(self) -> bool:
+        return not self._pending
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        out = self._inner.decompress(self._pending + data, max(max_length, 0))
+        self._pending = self._inner.unconsumed_tail
+        return out
 
 
 class _BrotliDecompressor:
@@ -298,8 +524,14 @@ class _BrotliDecompressor:
         import brotli
 
         self._inner = brotli.Decompressor()
+        self.unused_data = b""
+        self.needs_input = True
 
-    def decompress(self, data: bytes) -> bytes:
+    @property
+    def eof(self) -> bool:
+        return self._inner.is_finished()
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
         return self._inner.process(data)
 
 
@@ -312,17 +544,36 @@ def _brotli_available() -> bool:
 
 
 DECOMPRESSORS: dict[str, Callable[[], Decompressor]] = {
-    "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
-    "deflate": lambda: zlib.decompressobj(zlib.MAX_WBITS),
+    "gzip": lambda: _ZlibDecompressor(16 + zlib.MAX_WBITS),
+    "deflate": lambda: _ZlibDecompressor(zlib.MAX_WBITS),
     "zstd": zstd.ZstdDecompressor,
     "lz4": lz4.frame.LZ4FrameDecompressor,
+}
+# The error ClickHouse's decompressing read buffer raises for each encoding, and its message prefix.
+DECODE_ERRORS: dict[str, tuple[int, str]] = {
+    "gzip": (ZLIB_INFLATE_FAILED, "inflate failed"),
+    "deflate": (ZLIB_INFLATE_FAILED, "inflate failed"),
+    "zstd": (ZSTD_DECODER_FAILED, "Zstd stream decoding failed"),
+    "lz4": (LZ4_DECODER_FAILED, "LZ4 decompression failed"),
+    "br": (BROTLI_READ_FAILED, "brotli decode error"),
 }
 if _brotli_available():
     DECOMPRESSORS["br"] = _BrotliDecompressor
 
 
-async def decoded_body(request: Request) -> AsyncIterator[bytes]:
-    """The request body as decompressed chunks, per its ``Content-Encoding`` (chunked bodies included)."""
+async def _no_chunks() -> AsyncIterator[bytes]:
+    """The body of a request whose body was a form, already read."""
+    return
+    yield  # an async generator that yields nothing
+
+
+async def decoded_body(request: Request, max_decompressed: int | None = None) -> AsyncIterator[bytes]:
+    """The request body as decompressed chunks, per its ``Content-Encoding`` (chunked bodies included).
+
+    Decoding is incremental (at most DECODE_PIECE_BYTES per step); concatenated members/frames are
+    read one after the other, a body that ends inside one is an error, and more than
+    ``max_decompressed`` decoded bytes are refused with TOO_MANY_BYTES.
+    """
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding in ("", "identity"):
         async for chunk in request.stream():
@@ -333,21 +584,45 @@ async def decoded_body(request: Request) -> AsyncIterator[bytes]:
         raise ClickHouseError(
             NOT_IMPLEMENTED, f"Unknown HTTP Content-Encoding '{encoding}'. (NOT_IMPLEMENTED)"
         )
-    decompressor = DECOMPRESSORS[encoding]()
+    code, prefix = DECODE_ERRORS[encoding]
+    decompressor: Decompressor | None = None
+    produced = 0
     try:
         async for chunk in request.stream():
-            data = decompressor.decompress(chunk) if chunk else b""
-            if data:
-                yield data
-    except (zlib.error, RuntimeError, zstd.ZstdError) as exc:
-        raise ClickHouseError(
-            CANNOT_DECOMPRESS, f"Cannot decompress {encoding} request body: {exc}. (CANNOT_DECOMPRESS)"
-        ) from exc
+            pending = chunk
+            while True:
+                if decompressor is None or decompressor.eof:
+                    if not pending:
+                        break
+                    decompressor = DECOMPRESSORS[encoding]()  # the next member/frame
+                elif not pending and decompressor.needs_input:
+                    break
+                piece = decompressor.decompress(pending, DECODE_PIECE_BYTES)
+                pending = decompressor.unused_data if decompressor.eof else b""
+                if piece:
+                    produced += len(piece)
+                    if max_decompressed is not None and produced > max_decompressed:
+                        raise ClickHouseError(
+                            TOO_MANY_BYTES,
+                            f"Limit for decompressed request body exceeded, max bytes: {max_decompressed}. "
+                            "(TOO_MANY_BYTES)",
+                        )
+                    yield piece
+        if decompressor is not None and not decompressor.eof:
+            raise ClickHouseError(code, f"{prefix}: unexpected end of compressed data. ({_error_name(code)})")
+    except ClickHouseError:
+        raise
+    except (zlib.error, RuntimeError, zstd.ZstdError, OSError, ValueError) as exc:
+        raise ClickHouseError(code, f"{prefix}: {exc}. ({_error_name(code)})") from exc
 
 
-async def read_all(chunks: AsyncIterator[bytes]) -> bytes:
-    """All of ``chunks`` joined."""
-    return b"".join([chunk async for chunk in chunks])
+def _error_name(code: int) -> str:
+    return {
+        ZLIB_INFLATE_FAILED: "ZLIB_INFLATE_FAILED",
+        ZSTD_DECODER_FAILED: "ZSTD_DECODER_FAILED",
+        LZ4_DECODER_FAILED: "LZ4_DECODER_FAILED",
+        BROTLI_READ_FAILED: "BROTLI_READ_FAILED",
+    }.get(code, "STD_EXCEPTION")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -360,13 +635,12 @@ class Session:
 
     conn: Any
     timeout_s: float
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    users: int = 0
+    busy: bool = False
     last_used: float = field(default_factory=time.monotonic)
 
     def expired(self, now: float) -> bool:
         """Whether no request holds the session and it has been idle longer than its timeout."""
-        return self.users == 0 and now - self.last_used > self.timeout_s
+        return not self.busy and now - self.last_used > self.timeout_s
 
 
 @dataclass
@@ -381,12 +655,37 @@ class Lease:
 
 @dataclass
 class Outcome:
-    """The result of one statement: body bytes, its format (None when there is no result set) and the
+    """The result of one statement: its format (None when there is no result set) and the
     ``X-ClickHouse-Summary`` values (all strings; bytes in bytes, ``elapsed_ns`` in nanoseconds)."""
 
-    body: bytes
     fmt: str | None
     summary: dict[str, str]
+
+
+@dataclass
+class Progress:
+    """Running totals of a streamed result, read by the HTTP layer for the summary header."""
+
+    read: list[int] = field(default_factory=lambda: [0, 0])
+    result: list[int] = field(default_factory=lambda: [0, 0])
+    elapsed_s: float = 0.0
+    final: dict[str, str] | None = None  # the complete summary, once known
+
+    def add(self, chunk: Any) -> None:
+        self.read[0] += chunk.storage_rows_read()
+        self.read[1] += chunk.storage_bytes_read()
+        self.result[0] += chunk.rows_read()
+        self.result[1] += chunk.bytes_read()
+        self.elapsed_s = max(self.elapsed_s, chunk.elapsed())
+
+    def summary(self) -> dict[str, str]:
+        if self.final is not None:
+            return self.final
+        return summary(
+            read=(self.read[0], self.read[1]),
+            result=(self.result[0], self.result[1]),
+            elapsed_s=self.elapsed_s,
+        )
 
 
 def summary(
@@ -426,6 +725,32 @@ def run_sql(conn: Any, sql: str, fmt: str = DEFAULT_FORMAT, params: Mapping[str,
         raise ClickHouseError.from_engine(exc) from exc
 
 
+READ_STATEMENTS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN"})
+CANCEL_ON_CLOSE_SETTING = "cancel_http_readonly_queries_on_client_close"
+CANCEL_MARKER_PREFIX = "devstack-http-cancel:"
+
+
+def cancel_marker(query: QueryRequest, query_id: str, sql: str) -> str | None:
+    """The ``log_comment`` that lets a read-only query be found in system.processes and killed when
+    its client disconnects, if the request asked for that (cancel_http_readonly_queries_on_client_close)
+    and does not set log_comment itself; None otherwise."""
+    enabled = query.settings.get(CANCEL_ON_CLOSE_SETTING, "0").lower() in ("1", "true")
+    if not enabled or "log_comment" in query.settings or statement_keyword(sql) not in READ_STATEMENTS:
+        return None
+    return CANCEL_MARKER_PREFIX + query_id
+
+
+def readonly_error(query: QueryRequest) -> ClickHouseError:
+    """The READONLY error ClickHouse's ContextAccess raises for a write under readonly."""
+    if query.readonly_by_method:
+        return ClickHouseError(
+            READONLY,
+            f"{query.user}: Cannot execute query in readonly mode. For queries over HTTP, method GET implies "
+            "readonly. You should use method POST for modifying queries. (READONLY)",
+        )
+    return ClickHouseError(READONLY, f"{query.user}: Cannot execute query in readonly mode. (READONLY)")
+
+
 class Engine:
     """The chdb engine behind the endpoint: one root connection for the process's life, one connection
     per session, and a fresh connection for every request without a session."""
@@ -433,15 +758,19 @@ class Engine:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.version = "unknown"
+        self.known_settings: frozenset[str] | None = None
         self._root: Any = None
         self._sessions: dict[str, Session] = {}
+        self._running: set[str] = set()
         self._guard = threading.Lock()
 
     def start(self) -> None:
-        """Open the root connection (creating ``data_dir``) and read the engine version."""
+        """Open the root connection (creating ``data_dir``), read the engine version and settings."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._root = chdb.connect(str(self.data_dir))
         self.version = run_sql(self._root, "SELECT version()").bytes().decode().strip()
+        names = run_sql(self._root, "SELECT name FROM system.settings").bytes().decode().split("\n")
+        self.known_settings = frozenset(name for name in names if name)
         logger.info("chdb %s serving data directory %s", self.version, self.data_dir)
 
     def stop(self) -> None:
@@ -455,6 +784,33 @@ class Engine:
             self._root = None
         logger.info("engine stopped")
 
+    @contextmanager
+    def running(self, query_id: str) -> Iterator[None]:
+        """Register ``query_id`` as running; refuse it if a running query has it already."""
+        with self._guard:
+            if query_id in self._running:
+                raise ClickHouseError(
+                    QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING,
+                    f"Query with id = {query_id} is already running. (QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING)",
+                )
+            self._running.add(query_id)
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._running.discard(query_id)
+
+    def kill_marked(self, marker: str) -> None:
+        """Cancel the running queries whose ``log_comment`` is ``marker`` (see cancel_marker)."""
+        conn = self._connect()
+        try:
+            sql = f"KILL QUERY WHERE Settings['log_comment'] = {quote_string(marker)} ASYNC"
+            run_sql(conn, sql)
+        except ClickHouseError as exc:
+            logger.warning("cannot cancel %s: %s", marker, exc.message)
+        finally:
+            conn.close()
+
     def _connect(self) -> Any:
         if self._root is None:
             raise ClickHouseError(STD_EXCEPTION, "The engine is not running. (STD_EXCEPTION)")
@@ -462,7 +818,8 @@ class Engine:
 
     @contextmanager
     def lease(self, query: QueryRequest) -> Iterator[Lease]:
-        """A connection for one request: the session's (held under its lock) or a fresh one."""
+        """A connection for one request: the session's (refused while another request holds it) or a
+        fresh one."""
         if query.session_id is None:
             conn = self._connect()
             try:
@@ -473,11 +830,10 @@ class Engine:
         session = self._checkout(query.session_id, query.session_timeout_s, query.session_check)
         lease = Lease(session.conn, reused=True)
         try:
-            with session.lock:
-                yield lease
+            yield lease
         finally:
             with self._guard:
-                session.users -= 1
+                session.busy = False
                 session.last_used = time.monotonic()
                 if lease.broken and self._sessions.get(query.session_id) is session:
                     del self._sessions[query.session_id]
@@ -500,8 +856,12 @@ class Engine:
                     )
                 session = self._sessions[session_id] = Session(self._connect(), timeout_s)
                 logger.info("session %s opened", session_id)
+            if session.busy:
+                raise ClickHouseError(
+                    SESSION_IS_LOCKED, "Session is locked by a concurrent client. (SESSION_IS_LOCKED)"
+                )
+            session.busy = True
             session.timeout_s = timeout_s
-            session.users += 1
             return session
 
     def sweep_sessions(self) -> None:
@@ -514,43 +874,78 @@ class Engine:
             session.conn.close()
             logger.info("session %s expired", sid)
 
-    def execute(self, query: QueryRequest, sql: str) -> Outcome:
-        """Run one statement with the request's database, settings and parameters."""
-        with self.lease(query) as lease, self._scoped_state(lease, query, sql):
-            fmt = output_format(sql, query.default_format)
-            result = run_sql(lease.conn, sql, fmt, query.params)
-            produces_result = statement_keyword(sql) not in RESULTLESS_STATEMENTS
-            return Outcome(result.bytes(), fmt if produces_result else None, result_summary(result))
+    def execute(
+        self,
+        query: QueryRequest,
+        sql: str,
+        emit: Callable[[bytes], None],
+        progress: Progress | None = None,
+    ) -> Outcome:
+        """Run one statement with the request's database, settings and parameters.
+
+        Its result goes to ``emit`` chunk by chunk when the format concatenates (see
+        STREAMABLE_FORMATS), else in one piece; ``emit`` raises ClientGone to cancel the query.
+        """
+        progress = progress if progress is not None else Progress()
+        with self.lease(query) as lease, _readonly_wording(query):
+            _check_statement(lease.conn, query, sql, enforce_readonly=lease.reused)
+            with self._scoped_state(lease, query, sql):
+                fmt = output_format(sql, query.default_format)
+                keyword = statement_keyword(sql)
+                produces_result = keyword not in RESULTLESS_STATEMENTS
+                streamable = keyword in STREAMED_STATEMENTS and fmt.lower() in STREAMABLE_FORMATS
+                if streamable and _stream_result(lease.conn, sql, fmt, query.params, emit, progress):
+                    return Outcome(fmt, progress.summary())
+                result = run_sql(lease.conn, sql, fmt, query.params)
+                progress.final = result_summary(result)
+                body = result.bytes()
+                if body:
+                    emit(body)
+                return Outcome(fmt if produces_result else None, progress.final)
 
     def execute_insert(self, query: QueryRequest, insert: str, fmt: str, chunks: Iterator[bytes]) -> Outcome:
         """Stream ``chunks`` (data in format ``fmt``) into ``insert`` (an INSERT without FORMAT)."""
-        with self.lease(query) as lease, self._scoped_state(lease, query, insert):
-            try:
-                inserter = lease.conn.send_insert(insert, fmt)
-            except RuntimeError as exc:
-                raise ClickHouseError.from_engine(exc) from exc
-            with inserter:
+        with self.lease(query) as lease, _readonly_wording(query):
+            if query.readonly and lease.reused:
+                raise readonly_error(query)
+            _check_statement(lease.conn, query, insert, enforce_readonly=False)
+            with self._scoped_state(lease, query, insert):
                 try:
-                    for chunk in chunks:
-                        inserter.append(chunk)
-                    done = inserter.finish()
+                    inserter = lease.conn.send_insert(insert, fmt)
                 except RuntimeError as exc:
                     raise ClickHouseError.from_engine(exc) from exc
-            return Outcome(
-                b"", None, summary(written=(done.rows_written, done.bytes_written), elapsed_s=done.elapsed)
-            )
+                with inserter:
+                    try:
+                        for chunk in chunks:
+                            inserter.append(chunk)
+                        done = inserter.finish()
+                    except RuntimeError as exc:
+                        raise ClickHouseError.from_engine(exc) from exc
+                return Outcome(
+                    None, summary(written=(done.rows_written, done.bytes_written), elapsed_s=done.elapsed)
+                )
 
     @contextmanager
     def _scoped_state(self, lease: Lease, query: QueryRequest, sql: str) -> Iterator[None]:
         """Apply the request's database and settings for one statement and, on a session connection,
-        restore the previous ones afterwards unless the statement itself is a ``USE``/``SET`` of them."""
+        restore the previous ones afterwards unless the statement itself is a ``USE``/``SET`` of them.
+
+        Setting names were checked against ``system.settings`` before; only such names reach SQL. The
+        readonly level is enforced by _check_statement and, on a connection used for this request
+        only, also set in the engine; it is never set on a session (it could not be changed back).
+        """
         keyword = statement_keyword(sql)
+        for name in query.settings:
+            if self.known_settings is not None and name not in self.known_settings:
+                raise ClickHouseError(UNKNOWN_SETTING, f"Unknown setting '{name}'. (UNKNOWN_SETTING)")
         previous_db = self._use_database(lease, query.database, keep=keyword == "USE")
         assigned = set(SET_NAMES_RE.findall(sql)) if keyword == "SET" else set()
         snapshot = self._snapshot_settings(lease.conn, query.settings) if lease.reused else {}
         try:
             for name, value in query.settings.items():
-                run_sql(lease.conn, f"SET {name} = {quote_string(value)}")
+                run_sql(lease.conn, f"SET {quote_identifier(name)} = {quote_string(value)}")
+            if query.readonly and not lease.reused:
+                run_sql(lease.conn, f"SET readonly = {query.readonly}")
             yield
         finally:
             if lease.reused:
@@ -574,9 +969,6 @@ class Engine:
     @staticmethod
     def _snapshot_settings(conn: Any, settings: Mapping[str, str]) -> dict[str, str | None]:
         """Current session values of ``settings``: the value, or None when it is at its default."""
-        for name in settings:
-            if not SETTING_NAME_RE.match(name):
-                raise ClickHouseError(UNKNOWN_SETTING, f"Unknown setting '{name}'. (UNKNOWN_SETTING)")
         if not settings:
             return {}
         names = ", ".join(quote_string(name) for name in settings)
@@ -592,13 +984,104 @@ class Engine:
         """Put back the settings in ``snapshot`` (None: default) and the current ``database``."""
         try:
             for name, value in snapshot.items():
-                run_sql(lease.conn, f"SET {name} = {'DEFAULT' if value is None else quote_string(value)}")
+                restored = "DEFAULT" if value is None else quote_string(value)
+                run_sql(lease.conn, f"SET {quote_identifier(name)} = {restored}")
             if database:
                 run_sql(lease.conn, f"USE {quote_identifier(database)}")
         except ClickHouseError as exc:
-            # e.g. a per-query readonly=1 forbids changing settings back: the session cannot be reused.
             logger.warning("cannot restore session %s state: %s", query.session_id, exc.message)
             lease.broken = True
+
+
+@contextmanager
+def _readonly_wording(query: QueryRequest) -> Iterator[None]:
+    """Report the engine's readonly refusal as ClickHouse's HTTP interface words it."""
+    try:
+        yield
+    except ClickHouseError as exc:
+        if exc.code == READONLY and "Cannot execute query in readonly mode" in exc.message:
+            raise readonly_error(query) from exc
+        raise
+
+
+def _check_statement(conn: Any, query: QueryRequest, sql: str, enforce_readonly: bool) -> None:
+    """Refuse more than one statement (ClickHouse's parser does) and, if ``enforce_readonly`` (on a
+    session, where the engine's readonly setting cannot be used), writes under readonly.
+
+    The engine's own parser classifies the SQL (``classify_query``): a statement count above one is
+    reported with the parser's multi-statement error; under readonly, mutating statements are refused,
+    and with readonly=1 also control statements other than ``USE`` (``SET``, temporary tables, ...).
+    """
+    try:
+        info = conn._conn.classify_query(sql)
+    except (AttributeError, RuntimeError):  # an engine without classify_query: let it parse itself
+        return
+    if info["statement_count"] > 1:
+        raise _multi_statement_error(conn, sql)
+    if not enforce_readonly or not query.readonly or info["statement_count"] == 0:
+        return
+    kind = getattr(info["query_class"], "name", str(info["query_class"]))
+    keyword = statement_keyword(sql)
+    if kind == "CONTROL" and keyword == "SET" and "readonly" in SET_NAMES_RE.findall(sql):
+        raise ClickHouseError(READONLY, "Cannot modify 'readonly' setting in readonly mode. (READONLY)")
+    if kind == "READ_ONLY" or (kind == "CONTROL" and (keyword == "USE" or query.readonly == 2)):
+        return
+    if kind == "CONTROL" and keyword == "SET":
+        raise ClickHouseError(READONLY, "Cannot modify settings in readonly mode. (READONLY)")
+    raise readonly_error(query)
+
+
+def _multi_statement_error(conn: Any, sql: str) -> ClickHouseError:
+    """ClickHouse's parser error for ``sql`` holding several statements, taken from the engine."""
+    try:
+        run_sql(conn, f"SELECT formatQuery({quote_string(sql)})")
+    except ClickHouseError as exc:
+        if exc.code == SYNTAX_ERROR and "Multi-statements are not allowed" in exc.message:
+            return ClickHouseError(SYNTAX_ERROR, IN_SCOPE_SUFFIX_RE.sub(". (SYNTAX_ERROR)", exc.message))
+    return ClickHouseError(SYNTAX_ERROR, "Syntax error (Multi-statements are not allowed). (SYNTAX_ERROR)")
+
+
+def _stream_result(
+    conn: Any,
+    sql: str,
+    fmt: str,
+    params: Mapping[str, str],
+    emit: Callable[[bytes], None],
+    progress: Progress,
+) -> None:
+    """Run ``sql`` as a streaming query, handing each non-empty chunk to ``emit``; False (nothing run)
+    when the engine cannot stream this statement."""
+    raw = conn._conn
+    try:
+        stream = raw.send_query(sql, fmt, params=dict(params))
+    except RuntimeError as exc:
+        if STREAMING_UNSUPPORTED in str(exc):
+            return False
+        raise ClickHouseError.from_engine(exc) from exc
+    finished = False
+    try:
+        while True:
+            try:
+                chunk = raw.streaming_fetch_result(stream)
+            except RuntimeError as exc:
+                finished = True  # a failed stream is over; there is nothing to cancel
+                raise ClickHouseError.from_engine(exc) from exc
+            if chunk is None:
+                finished = True
+                return True
+            data = chunk.bytes()
+            progress.add(chunk)
+            if not data and chunk.rows_read() == 0:
+                finished = True
+                return True
+            if data:
+                emit(data)
+    finally:
+        if not finished:
+            try:
+                raw.streaming_cancel_query(stream)
+            except RuntimeError as exc:
+                logger.warning("cancelling a streamed query failed: %s", exc)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -614,6 +1097,35 @@ def response_headers(query_id: str, display_name: str = SERVER_DISPLAY_NAME) -> 
     }
 
 
+EXCEPTION_TAG_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def exception_tag() -> str:
+    """A fresh ``X-ClickHouse-Exception-Tag`` value (16 lower-case letters and digits, as ClickHouse)."""
+    return "".join(secrets.choice(EXCEPTION_TAG_ALPHABET) for _ in range(16))
+
+
+def exception_block(error: ClickHouseError, version: str, tag: str) -> bytes:
+    """An error written into a body that has already started (ClickHouse 25.11+):
+    ``__exception__\\r\\n<tag>\\r\\n<text>\\n<length of text> <tag>\\r\\n__exception__\\r\\n``."""
+    text = error.body(version).rstrip("\n").encode("utf-8")
+    marker, crlf = b"__exception__", b"\r\n"
+    tag_bytes = tag.encode("ascii")
+    return (
+        marker
+        + crlf
+        + tag_bytes
+        + crlf
+        + text
+        + b"\n"
+        + b"%d " % len(text)
+        + tag_bytes
+        + crlf
+        + marker
+        + crlf
+    )
+
+
 def error_response(error: ClickHouseError, version: str, query_id: str | None = None) -> Response:
     """The response ClickHouse sends for ``error``."""
     headers = response_headers(query_id) if query_id else {}
@@ -621,34 +1133,86 @@ def error_response(error: ClickHouseError, version: str, query_id: str | None = 
     return PlainTextResponse(error.body(version), status_code=error.http_status, headers=headers)
 
 
-def outcome_response(outcome: Outcome, query_id: str) -> Response:
-    """The 200 response for a finished statement."""
+def result_headers(query_id: str, fmt: str | None, summary_values: Mapping[str, str]) -> dict[str, str]:
+    """The headers of a 200 response: format and content type when there is a result, and summary."""
     headers = response_headers(query_id)
-    headers["X-ClickHouse-Summary"] = json.dumps(outcome.summary, separators=(",", ":"))
-    if outcome.fmt is None:
-        return Response(outcome.body, headers=headers, media_type="text/plain; charset=UTF-8")
-    headers["X-ClickHouse-Format"] = outcome.fmt
-    return Response(outcome.body, headers=headers, media_type=content_type(outcome.fmt))
+    headers["X-ClickHouse-Summary"] = json.dumps(summary_values, separators=(",", ":"))
+    if fmt is None:
+        headers["Content-Type"] = "text/plain; charset=UTF-8"
+    else:
+        headers["X-ClickHouse-Format"] = fmt
+        headers["Content-Type"] = content_type(fmt)
+    return headers
+
+
+class Output:
+    """The raw ASGI side of one query response: started once, then written to."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.tag = exception_tag()
+
+    async def start(self, status: int, headers: Mapping[str, str], length: int | None = None) -> None:
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw.append((b"x-clickhouse-exception-tag", self.tag.encode("ascii")))
+        if length is not None:
+            raw.append((b"content-length", str(length).encode()))
+        await self._send({"type": "http.response.start", "status": status, "headers": raw})
+        self.started = True
+
+    async def write(self, data: bytes, more: bool = True) -> None:
+        await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def respond(self, response: Response) -> None:
+        await self.start(
+            response.status_code,
+            {k: v for k, v in response.headers.items() if k != "content-length"},
+            len(response.body),
+        )
+        await self.write(response.body, more=False)
+
+
+Finish = Callable[[], Awaitable[None]]
+
+
+class QueryResponse(Response):
+    """Runs a query while it answers: the endpoint writes status, headers and body itself."""
+
+    def __init__(self, endpoint: Endpoint, request: Request) -> None:
+        self.endpoint = endpoint
+        self.request = request
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.endpoint.serve_query(self.request, receive, send)
 
 
 class Endpoint:
     """The HTTP handlers; ``user`` and ``password`` are the only accepted credentials."""
 
-    def __init__(self, engine: Engine, user: str, password: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        user: str,
+        password: str,
+        max_decompressed_body_bytes: int = DEFAULT_MAX_DECOMPRESSED_BODY_BYTES,
+    ) -> None:
         self.engine = engine
         self._user = user.encode("utf-8")
         self._password = password.encode("utf-8")
+        self.max_decompressed_body_bytes = max_decompressed_body_bytes
 
     async def ping(self, request: Request) -> Response:
         return PlainTextResponse("Ok.\n")
 
     async def root(self, request: Request) -> Response:
-        if request.method == "GET" and not request.query_params.get("query"):
+        if request.method in ("GET", "HEAD") and not request.query_params.get("query"):
             return PlainTextResponse("Ok.\n")
-        return await self.query(request)
+        return QueryResponse(self, request)
 
-    def authenticate(self, request: Request) -> None:
-        """Raise AUTHENTICATION_FAILED unless the request presents the configured credentials."""
+    def authenticate(self, request: Request) -> str:
+        """The user name; AUTHENTICATION_FAILED unless the request presents the configured credentials."""
         user, password = request_credentials(request)
         user_ok = hmac.compare_digest(user.encode("utf-8"), self._user)
         password_ok = hmac.compare_digest(password.encode("utf-8"), self._password)
@@ -659,47 +1223,180 @@ class Endpoint:
                 f"{user}: Authentication failed: password is incorrect, or there is no user with such name. "
                 "(AUTHENTICATION_FAILED)",
             )
+        return user
 
-    async def query(self, request: Request) -> Response:
+    async def serve_query(self, request: Request, receive: Receive, send: Send) -> None:
+        """Answer one query request on the raw ASGI channel.
+
+        The query id is released and the session handed back before the last byte of the response is
+        sent, so a client may reuse both as soon as it has read the response.
+        """
         query_id = request.query_params.get("query_id") or str(uuid.uuid4())
+        output = Output(send)
         try:
-            self.authenticate(request)
-            query = parse_query_request(request)
-            outcome = await self._run(request, query)
+            try:
+                user = self.authenticate(request)
+                query = parse_query_request(request, self.engine.known_settings, user)
+                if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                    query = await with_form_fields(request, query)
+                with self.engine.running(query_id):
+                    finish = await self._run(request, receive, query, query_id, output)
+            except ClickHouseError:
+                raise
+            except (ClientDisconnect, ClientGone):
+                logger.info("query %s: the client went away", query_id)
+                return
+            except Exception as exc:  # a bug or a broken connection: still answer the way ClickHouse does
+                logger.exception("query %s failed unexpectedly", query_id)
+                raise ClickHouseError(STD_EXCEPTION, f"{type(exc).__name__}: {exc}. (STD_EXCEPTION)") from exc
         except ClickHouseError as error:
             logger.info("query %s failed: code %d", query_id, error.code)
-            return error_response(error, self.engine.version, query_id)
-        except Exception as exc:  # a bug or a broken connection: still answer the way ClickHouse does
-            logger.exception("query %s failed unexpectedly", query_id)
-            error = ClickHouseError(STD_EXCEPTION, f"{type(exc).__name__}: {exc}. (STD_EXCEPTION)")
-            return error_response(error, self.engine.version, query_id)
-        return outcome_response(outcome, query_id)
+            if output.started:
+                await output.write(exception_block(error, self.engine.version, output.tag), more=False)
+            else:
+                await output.respond(error_response(error, self.engine.version, query_id))
+            return
+        await finish()
 
-    async def _run(self, request: Request, query: QueryRequest) -> Outcome:
-        chunks = decoded_body(request)
+    async def _run(
+        self, request: Request, receive: Receive, query: QueryRequest, query_id: str, output: Output
+    ) -> Finish:
+        chunks = _no_chunks() if query.from_form else decoded_body(request, self.max_decompressed_body_bytes)
         url_insert = URL_INSERT_RE.match(query.url_query)
         if url_insert:
             first = await anext(chunks, b"")
             if first:
-                return await self._stream_insert(
+                outcome = await self._stream_insert(
                     query, url_insert.group(1), url_insert.group(2), first, chunks
                 )
-        body = await read_all(chunks)
-        # ClickHouse joins the URL query and the body with a newline.
-        text = b"\n".join(part for part in (query.url_query.encode("utf-8"), body) if part)
-        if not text.strip():
+                return self._finish_whole(output, query_id, outcome, b"")
+        text, rest = await self._read_query_text(query, chunks)
+        if rest is None and not text.strip():
             raise ClickHouseError(SYNTAX_ERROR, "Empty query. (SYNTAX_ERROR)")
         inline = split_inline_insert(text)
+        if inline is None and rest is not None:
+            inline = split_values_insert(text)
         if inline is not None:
             insert, fmt, data = inline
-            return await run_in_threadpool(self.engine.execute_insert, query, insert, fmt, iter([data]))
+            if rest is None:
+                outcome = await run_in_threadpool(
+                    self.engine.execute_insert, query, insert, fmt, iter([data])
+                )
+            else:
+                outcome = await self._stream_insert(query, insert, fmt, data, rest)
+            return self._finish_whole(output, query_id, outcome, b"")
+        if rest is not None:
+            raise ClickHouseError(
+                SYNTAX_ERROR,
+                "Max query size exceeded (can be increased with the `max_query_size` setting): "
+                f"Syntax error: failed at position {query.max_query_size + 1}. (SYNTAX_ERROR)",
+            )
         try:
             sql = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ClickHouseError(
                 SYNTAX_ERROR, f"The query is not valid UTF-8: {exc}. (SYNTAX_ERROR)"
             ) from exc
-        return await run_in_threadpool(self.engine.execute, query, sql)
+        return await self._run_statement(receive, query, query_id, sql, output)
+
+    async def _read_query_text(
+        self, query: QueryRequest, chunks: AsyncIterator[bytes]
+    ) -> tuple[bytes, AsyncIterator[bytes] | None]:
+        """The URL query and the body joined by a newline (as ClickHouse joins them), read up to
+        ``max_query_size`` bytes; the rest of the body (None when it all fit) stays unread."""
+        parts = [query.url_query.encode("utf-8")] if query.url_query else []
+        size = len(parts[0]) + 1 if parts else 0
+        body = bytearray()
+        async for chunk in chunks:
+            body += chunk
+            if size + len(body) > query.max_query_size:
+                return b"\n".join([*parts, bytes(body)]), chunks
+        if body:
+            parts.append(bytes(body))
+        return b"\n".join(parts), None
+
+    async def _run_statement(
+        self, receive: Receive, query: QueryRequest, query_id: str, sql: str, output: Output
+    ) -> Finish:
+        """Run ``sql`` in a worker thread while this task relays its result.
+
+        Up to ``buffer_size`` bytes (all of them with ``wait_end_of_query``) are held back so that an
+        error can still be answered with its status and a small result with its complete summary;
+        beyond that the chunks are streamed. The worker blocks while the client is slow (a queue of
+        one chunk), and if the client disconnects the query is cancelled.
+        """
+        send_chunks, receive_chunks = anyio.create_memory_object_stream[bytes](1)
+        progress = Progress()
+        outcome: list[Outcome] = []
+        failure: list[BaseException] = []
+        done = anyio.Event()
+
+        def emit(chunk: bytes) -> None:
+            try:
+                anyio.from_thread.run(send_chunks.send, chunk)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                raise ClientGone() from exc
+
+        async def worker() -> None:
+            with send_chunks:
+                try:
+                    outcome.append(
+                        await anyio.to_thread.run_sync(self.engine.execute, query, sql, emit, progress)
+                    )
+                except BaseException as exc:  # re-raised in the request task below
+                    failure.append(exc)
+            done.set()
+
+        marker = cancel_marker(query, query_id, sql)
+        if marker is not None:
+            query = replace(query, settings={**query.settings, "log_comment": marker})
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            receive_chunks.close()  # a streamed result stops at its next chunk
+            while marker is not None and not done.is_set():  # one still computing is killed
+                await anyio.to_thread.run_sync(self.engine.kill_marked, marker)
+                with anyio.move_on_after(0.2):
+                    await done.wait()
+
+        fmt_guess = output_format(sql, query.default_format)
+        guess = fmt_guess if statement_keyword(sql) not in RESULTLESS_STATEMENTS else None
+        held = bytearray()
+        limit = None if query.wait_end_of_query else query.buffer_size
+        async with anyio.create_task_group() as group:
+            group.start_soon(worker)
+            group.start_soon(watch_disconnect)
+            try:
+                async for chunk in receive_chunks:
+                    if output.started:
+                        await output.write(chunk)
+                        continue
+                    held += chunk
+                    if limit is not None and len(held) > limit:
+                        await output.start(200, result_headers(query_id, guess, progress.summary()))
+                        await output.write(bytes(held))
+                        held.clear()
+            except anyio.ClosedResourceError:
+                pass  # the client went away: the worker's next emit cancels the query
+            finally:
+                receive_chunks.close()
+                await done.wait()
+                group.cancel_scope.cancel()
+        if failure:
+            raise failure[0]
+        result = outcome[0]
+        if output.started:
+            return lambda: output.write(b"", more=False)
+        return self._finish_whole(output, query_id, result, bytes(held))
+
+    @staticmethod
+    def _finish_whole(output: Output, query_id: str, outcome: Outcome, body: bytes) -> Finish:
+        async def finish() -> None:
+            await output.start(200, result_headers(query_id, outcome.fmt, outcome.summary), len(body))
+            await output.write(body, more=False)
+
+        return finish
 
     async def _stream_insert(
         self, query: QueryRequest, insert: str, fmt: str, first: bytes, rest: AsyncIterator[bytes]
@@ -711,7 +1408,7 @@ class Endpoint:
         """
         send, receive = anyio.create_memory_object_stream[bytes](4)
         body_error: list[Exception] = []
-        result: list[Outcome | Exception] = []
+        result: list[Outcome | BaseException] = []
 
         def blocking_chunks() -> Iterator[bytes]:
             while True:
@@ -729,7 +1426,7 @@ class Endpoint:
                     result.append(
                         await anyio.to_thread.run_sync(self.engine.execute_insert, query, insert, fmt, chunks)
                     )
-                except Exception as exc:  # re-raised in the request task below
+                except BaseException as exc:  # re-raised in the request task below
                     result.append(exc)
 
         async with anyio.create_task_group() as group:
@@ -741,7 +1438,7 @@ class Endpoint:
                     pass  # the insert stopped reading because it failed; its error is reported
                 except Exception as exc:
                     body_error.append(exc)
-        if isinstance(result[0], Exception):
+        if isinstance(result[0], BaseException):
             raise result[0]
         return result[0]
 
@@ -758,13 +1455,18 @@ class Endpoint:
             await send.send(bytes(buffer))
 
 
-def create_app(data_dir: Path, user: str, password: str) -> Starlette:
+def create_app(
+    data_dir: Path,
+    user: str,
+    password: str,
+    max_decompressed_body_bytes: int = DEFAULT_MAX_DECOMPRESSED_BODY_BYTES,
+) -> Starlette:
     """The ASGI app serving ``data_dir`` to clients that log in as ``user`` with ``password``.
 
     The chdb engine starts with the app's lifespan and stops (closing every connection) when it ends.
     """
     engine = Engine(Path(data_dir))
-    endpoint = Endpoint(engine, user, password)
+    endpoint = Endpoint(engine, user, password, max_decompressed_body_bytes)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -792,9 +1494,16 @@ async def _sweep_forever(engine: Engine) -> None:
         await run_in_threadpool(engine.sweep_sessions)
 
 
-def serve(host: str, port: int, data_dir: Path, user: str, password: str) -> None:
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path,
+    user: str,
+    password: str,
+    max_decompressed_body_bytes: int = DEFAULT_MAX_DECOMPRESSED_BODY_BYTES,
+) -> None:
     """Serve the endpoint on ``host``:``port`` until SIGTERM/SIGINT, then stop the engine cleanly."""
-    app = create_app(data_dir, user, password)
+    app = create_app(data_dir, user, password, max_decompressed_body_bytes)
     run_app(app, host, port)
 
 
@@ -804,13 +1513,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=8123)
     parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument(
+        "--max-decompressed-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_DECOMPRESSED_BODY_BYTES,
+        help="refuse compressed request bodies that decompress to more bytes than this",
+    )
     args = parser.parse_args(argv)
     user = required_env("CLICKHOUSE_USER", "clickhouse_server")
     password = required_env("CLICKHOUSE_PASSWORD", "clickhouse_server")
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    serve(args.host, args.port, args.data_dir, user, password)
+    serve(args.host, args.port, args.data_dir, user, password, args.max_decompressed_body_bytes)
 
 
 if __name__ == "__main__":

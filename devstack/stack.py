@@ -320,6 +320,8 @@ class EmbeddedStack:
             S3SnapshotError: the snapshot could not be restored (the services keep running; the
                 snapshot is kept whole until a restore completes, see :meth:`snapshot_s3`).
         """
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory.chmod(0o700)  # data, logs and snapshots: readable by their owner only
         self.run_dir.mkdir(parents=True, exist_ok=True)
         to_start = []
         for service in SERVICES:
@@ -340,7 +342,8 @@ class EmbeddedStack:
             to_start.append(service)
         env = self.environment()
         self.env_file.touch(mode=0o600)
-        for key, value in env.items():  # other variables of the file are kept
+        self.env_file.chmod(0o600)  # it holds secrets, whatever mode a user's .env had
+        for key, value in env.items():  # other variables of the file are kept (python-dotenv keeps the mode)
             set_key(self.env_file, key, value, quote_mode="never")
         self._launch(to_start, {**os.environ, **env})
         if "s3" in to_start:  # a new, empty S3: the objects of the last stop come back

@@ -3,7 +3,7 @@
 from clickhouse_connect.driver.client import Client
 
 from analytics_orchestration.airbyte.config import validate_identifier
-from analytics_orchestration.clickhouse.s3 import S3Source
+from analytics_orchestration.clickhouse.s3 import S3Source, run_with_source
 
 
 def table_exists(client: Client, database: str, table: str) -> bool:
@@ -54,14 +54,15 @@ def replace_table_from_s3(
     client.command(f"DROP TABLE IF EXISTS {database}.{loading}")
     try:
         if source is not None:
-            client.command(
+            run_with_source(
+                client,
                 f"""CREATE TABLE {database}.{loading}
                     ENGINE = ReplacingMergeTree({version_column}) ORDER BY {primary_key}
                     AS SELECT * REPLACE (
                         assumeNotNull({primary_key}) AS {primary_key},
                         assumeNotNull({version_column}) AS {version_column}
                     ) FROM {source.sql}""",
-                parameters=source.parameters,
+                source,
             )
         elif table_exists(client, database, table):
             client.command(f"CREATE TABLE {database}.{loading} AS {database}.{table}")

@@ -36,6 +36,10 @@ class ClickHouseResource(ConfigurableResource):
     def get_client(self, **settings: str | int) -> Client:
         """Open a clickhouse-connect client (HTTP, compressed, own session).
 
+        Queries and their parameters travel in the request body (``form_encode_query_params``), never
+        in the URL: parameter values include the S3 credentials given to ``s3()``, and a URL ends up
+        in connection-error messages, proxies' and servers' access logs.
+
         Args:
             settings: ClickHouse settings applied to every query of this client.
 
@@ -52,6 +56,7 @@ class ClickHouseResource(ConfigurableResource):
                 settings=settings,
                 connect_timeout=10,
                 send_receive_timeout=3600,
+                form_encode_query_params=True,
             )
         except OperationalError as err:
             raise ClickHouseUnreachableError(

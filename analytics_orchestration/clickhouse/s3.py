@@ -9,6 +9,7 @@ resource's ``endpoint_url`` (``<endpoint>/<bucket>/<key>``), which ``S3_ENDPOINT
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from clickhouse_connect.driver.client import Client
 from dagster_aws.s3 import S3Resource
 
 
@@ -37,6 +38,21 @@ class S3Source:
             "s3_secret": self.secret_access_key,
             "s3_format": self.format,
         }
+
+
+def run_with_source(client: Client, statement: str, source: S3Source, **parameters: str) -> None:
+    """Run ``statement`` (which reads ``source.sql``) with the source's and ``parameters``' values
+    bound server-side, sent in the request body.
+
+    Why not ``client.command``: clickhouse-connect's ``command`` always sends parameters in the URL,
+    and a URL ends up in connection-error messages and access logs. ``raw_query`` form-encodes them
+    into the body when the client has ``form_encode_query_params`` (as ``ClickHouseResource`` sets).
+
+    Raises:
+        clickhouse_connect.driver.exceptions.DatabaseError: ClickHouse refused or failed the statement.
+        clickhouse_connect.driver.exceptions.OperationalError: the connection failed.
+    """
+    client.raw_query(statement, parameters={**source.parameters, **parameters})
 
 
 def object_url(s3: S3Resource, bucket: str, key: str) -> str:

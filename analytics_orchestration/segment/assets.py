@@ -34,7 +34,7 @@ from analytics_orchestration.clickhouse.resource import (
     LOAD_RETRY_POLICY,
     ClickHouseResource,
 )
-from analytics_orchestration.clickhouse.s3 import clickhouse_source, list_keys
+from analytics_orchestration.clickhouse.s3 import clickhouse_source, list_keys, run_with_source
 from analytics_orchestration.segment import sql
 from analytics_orchestration.segment.partitions import segment_daily_partitions
 from analytics_orchestration.segment.resource import SegmentArchiveResource
@@ -136,9 +136,8 @@ def load_day(
         file_counts: list[tuple[str, int, int]] = []
         if objects:
             source = clickhouse_source(s3, archive.bucket, f"{prefix}*.gz", "LineAsString")
-            client.command(
-                sql.load_lines_sql(db, stage, source.sql),
-                parameters={**source.parameters, **day_param, "bucket": archive.bucket},
+            run_with_source(
+                client, sql.load_lines_sql(db, stage, source.sql), source, **day_param, bucket=archive.bucket
             )
             file_counts = [tuple(row) for row in client.query(sql.file_counts_sql(db, stage)).result_rows]
         breach = reject_limit_breach(file_counts, limits)
