@@ -1145,23 +1145,65 @@ def result_headers(query_id: str, fmt: str | None, summary_values: Mapping[str, 
     return headers
 
 
+# The Content-Encodings the endpoint compresses responses with, in the order it prefers them.
+RESPONSE_ENCODINGS = ("gzip", "deflate", "zstd")
+
+
+def response_encoding(request: Request, query: QueryRequest) -> str | None:
+    """The encoding of the response body: with ``enable_http_compression=1``, the first of
+    :data:`RESPONSE_ENCODINGS` that ``Accept-Encoding`` lists (ClickHouse's HTTPHandler also knows
+    br, xz, lz4, bz2 and snappy; a client offering only those gets a plain body)."""
+    if query.settings.get("enable_http_compression", "0") in ("0", ""):
+        return None
+    accepted = request.headers.get("accept-encoding", "").split(",")
+    offered = {part.split(";")[0].strip().lower() for part in accepted}
+    return next((name for name in RESPONSE_ENCODINGS if name in offered), None)
+
+
+class _Encoder:
+    """Streaming compression of one response body: each chunk is flushed, so a client can decode
+    what it has received while the query still runs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        if name == "zstd":
+            self._zstd = zstd.ZstdCompressor()
+        else:
+            self._zlib = zlib.compressobj(6, zlib.DEFLATED, 31 if name == "gzip" else 15)
+
+    def encode(self, data: bytes, last: bool) -> bytes:
+        if self.name == "zstd":
+            mode = zstd.ZstdCompressor.FLUSH_FRAME if last else zstd.ZstdCompressor.FLUSH_BLOCK
+            return self._zstd.compress(data, mode)
+        return self._zlib.compress(data) + self._zlib.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
 class Output:
-    """The raw ASGI side of one query response: started once, then written to."""
+    """The raw ASGI side of one query response: started once, then written to; compressed once
+    :meth:`use_encoding` chose an encoding (before the start)."""
 
     def __init__(self, send: Send) -> None:
         self._send = send
+        self._encoder: _Encoder | None = None
         self.started = False
         self.tag = exception_tag()
+
+    def use_encoding(self, name: str | None) -> None:
+        self._encoder = _Encoder(name) if name else None
 
     async def start(self, status: int, headers: Mapping[str, str], length: int | None = None) -> None:
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         raw.append((b"x-clickhouse-exception-tag", self.tag.encode("ascii")))
-        if length is not None:
+        if self._encoder is not None:
+            raw.append((b"content-encoding", self._encoder.name.encode("ascii")))
+        elif length is not None:
             raw.append((b"content-length", str(length).encode()))
         await self._send({"type": "http.response.start", "status": status, "headers": raw})
         self.started = True
 
     async def write(self, data: bytes, more: bool = True) -> None:
+        if self._encoder is not None:
+            data = self._encoder.encode(data, last=not more)
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def respond(self, response: Response) -> None:
@@ -1239,6 +1281,7 @@ class Endpoint:
                 query = parse_query_request(request, self.engine.known_settings, user)
                 if request.headers.get("content-type", "").startswith("multipart/form-data"):
                     query = await with_form_fields(request, query)
+                output.use_encoding(response_encoding(request, query))
                 with self.engine.running(query_id):
                     finish = await self._run(request, receive, query, query_id, output)
             except ClickHouseError:

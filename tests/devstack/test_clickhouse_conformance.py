@@ -287,6 +287,24 @@ def test_success_headers(endpoint: Endpoint) -> None:
     assert "x-clickhouse-format" not in answer.headers
 
 
+@pytest.mark.parametrize(("encoding", "decode"), [
+    ("gzip", gzip.decompress),
+    ("deflate", zlib.decompress),
+    ("zstd", zstd.decompress),
+])  # fmt: skip
+def test_responses_are_compressed_only_when_asked(endpoint: Endpoint, encoding: str, decode) -> None:
+    sql = b"SELECT number FROM numbers(100000)"
+    expected = b"".join(b"%d\n" % n for n in range(100_000))
+    accept = {**basic(endpoint), "Accept-Encoding": encoding}
+    asked = call(endpoint, {"enable_http_compression": "1"}, sql, headers=accept)
+    assert asked.status == 200 and asked.headers["content-encoding"] == encoding
+    assert decode(asked.body) == expected and len(asked.body) < len(expected) / 2
+    plain = call(endpoint, {}, sql, headers=accept)
+    assert "content-encoding" not in plain.headers and plain.body == expected
+    error = call(endpoint, {"enable_http_compression": "1"}, b"SELECT * FROM no_such_table", headers=accept)
+    assert error.status == 404 and decode(error.body).startswith(b"Code: 60. DB::Exception: ")
+
+
 # 5. query ids and sessions -----------------------------------------------------------------------
 
 
