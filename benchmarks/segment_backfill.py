@@ -189,7 +189,8 @@ def say(text: str) -> None:
 
 
 class TimedClient:
-    """Passes every ``command``/``query`` to a real clickhouse-connect client, timing each by kind."""
+    """Passes every ``command``/``query``/``raw_query`` to a real clickhouse-connect client, timing
+    each by kind."""
 
     KINDS = (
         ("INSERT", "insert_parse"),
@@ -217,6 +218,9 @@ class TimedClient:
 
     def query(self, statement: str, *args: Any, **kwargs: Any) -> Any:
         return self._timed("query", statement, *args, **kwargs)
+
+    def raw_query(self, statement: str, *args: Any, **kwargs: Any) -> Any:
+        return self._timed("raw_query", statement, *args, **kwargs)
 
 
 def step_split(instance: Any, run_id: str) -> dict[str, float]:
