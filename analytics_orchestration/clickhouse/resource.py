@@ -19,8 +19,8 @@ class ClickHouseUnreachableError(ConnectionError):
 class ClickHouseResource(ConfigurableResource):
     """Connection settings of one ClickHouse service (Cloud, a cluster, or the embedded endpoint).
 
-    Production wires every field to an environment variable with ``EnvVar``; see
-    ``analytics_orchestration.settings.PRODUCTION_VARIABLES``.
+    ``clickhouse/definitions.py`` wires every field to an environment variable with ``EnvVar``; see
+    ``analytics_orchestration.settings.SETTINGS_VARIABLES``.
     """
 
     host: str
