@@ -31,12 +31,17 @@ from functools import partial
 from pathlib import Path
 
 from devstack.stack import (
+    ARCHIVE_BUCKET,
+    ARCHIVE_PREFIX,
     PORT_VARIABLES,
+    SOURCE_ID,
     EmbeddedStack,
     PortChoiceError,
     PortTakenError,
     S3SnapshotError,
     ports_from_environment,
+    s3_client,
+    upload_folder,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -124,13 +129,6 @@ def _generate_sample(start: date, days: int, events_per_day: int, seed: int, seg
     later ``stack start``.
     """
     from devstack.sample_data.generate import generate_sample
-    from devstack.stack import (
-        ARCHIVE_BUCKET,
-        ARCHIVE_PREFIX,
-        SOURCE_ID,
-        s3_client,
-        upload_folder,
-    )
 
     stack = _stack()
     shutil.rmtree(stack.sample_dir, ignore_errors=True)  # the sample is exactly what this run generates
@@ -168,8 +166,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_upload_archive(args: argparse.Namespace) -> int:
-    from devstack.stack import s3_client, upload_folder
-
     _start_stack()
     bucket = args.bucket or os.environ["SEGMENT_ARCHIVE_BUCKET"]
     files, size = upload_folder(s3_client(dict(os.environ)), Path(args.folder), bucket, args.prefix)
