@@ -31,11 +31,26 @@ Protocol facts follow the ClickHouse HTTP interface documentation
 * Request bodies may be compressed with ``Content-Encoding`` gzip, deflate, zstd, lz4 (LZ4 frame) and,
   when the ``brotli`` module is importable, br. They are decoded incrementally; a truncated or corrupt
   body is an error (nothing is inserted), and a body that decompresses to more than
-  ``--max-decompressed-body-bytes`` (default 256 MiB) is refused. Responses are sent uncompressed.
-* Results are buffered up to ``buffer_size`` bytes (default 1 MiB, as ClickHouse's HTTP buffer); larger
-  results of row-streamable formats (TabSeparated, CSV, Native, JSONEachRow, RowBinary, ...) are then
-  streamed to the socket chunk by chunk (``wait_end_of_query=1`` buffers the whole result). Closing
-  the connection while a result is streamed cancels the query.
+  ``--max-decompressed-body-bytes`` (default 256 MiB, at most ``--max-memory-usage``) is refused
+  (TOO_MANY_BYTES).
+* Results are buffered up to ``buffer_size`` bytes (default 1 MiB, as ClickHouse's HTTP buffer; at most
+  ``--max-memory-usage``); larger results of row-streamable formats (TabSeparated, CSV, Native,
+  JSONEachRow, RowBinary, ...) are then streamed to the socket chunk by chunk. With
+  ``wait_end_of_query=1`` the part of the result beyond the buffer goes to a temporary file in the data
+  directory until the query has finished. Closing the connection while a result is streamed cancels
+  the query.
+* Memory: ``--max-memory-usage BYTES`` (default 2 GiB; 0 leaves ClickHouse's default of 90% of the
+  RAM) starts the engine with that ``max_server_memory_usage``, the limit ClickHouse's server-wide
+  memory tracker enforces over all running queries together. A query that would exceed it fails with
+  MEMORY_LIMIT_EXCEEDED (241, HTTP 500; ``(total) memory limit exceeded``) and the endpoint goes on
+  serving. Heavy GROUP BY, ORDER BY, DISTINCT and JOIN spill to disk at half the limit (ClickHouse's
+  ``max_bytes_ratio_before_external_*`` defaults) instead of failing. A client may set the per-query
+  ``max_memory_usage`` (and ``max_memory_usage_for_user``) to anything, as on a ClickHouse server without
+  settings constraints: a lower value fails that query earlier (``Query memory limit exceeded``), a
+  higher one is still bounded by the server-wide limit. Query text read from the body beyond the limit
+  fails with MEMORY_LIMIT_EXCEEDED. The limit bounds the engine's tracked memory, not the process:
+  the process's resident memory is about 300 MiB more (the engine's code and the Python runtime) plus
+  allocator slack.
 * Responses carry ``X-ClickHouse-Query-Id``, ``X-ClickHouse-Timezone``, ``X-ClickHouse-Format`` (only
   for statements that produce a result), ``X-ClickHouse-Summary`` (the complete summary when the
   result fits the buffer, the progress so far when it is streamed) and, on errors,
@@ -65,6 +80,7 @@ import re
 import secrets
 import string
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -78,6 +94,7 @@ from typing import Any, Protocol
 import anyio
 import chdb
 import lz4.frame
+import psutil
 from backports import zstd
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -103,6 +120,14 @@ DECODE_PIECE_BYTES = 1 << 20  # at most this many decompressed bytes per decompr
 DEFAULT_BUFFER_SIZE = 1 << 20  # ClickHouse's HTTP response buffer (DBMS_DEFAULT_BUFFER_SIZE)
 DEFAULT_MAX_QUERY_SIZE = 262144  # ClickHouse's max_query_size default
 DEFAULT_MAX_DECOMPRESSED_BODY_BYTES = 256 << 20
+# The engine's max_server_memory_usage (bytes; 0: ClickHouse's default, 90% of the machine's RAM).
+DEFAULT_MAX_MEMORY_USAGE = 2 << 30
+# Memory the engine's allocator (jemalloc) may keep after queries before the endpoint has it given back
+# to the system: this share of the limit (or PURGE_THRESHOLD_BYTES without a limit) above the resident
+# memory at start.
+PURGE_THRESHOLD_SHARE = 4
+PURGE_THRESHOLD_BYTES = 512 << 20
+RESULT_SPOOL_CHUNK_BYTES = 1 << 20  # read size when sending a result spooled to a temporary file
 
 # URL parameters the HTTP interface consumes itself; all others are settings for the query.
 CONTROL_PARAMS = frozenset(
@@ -121,6 +146,7 @@ SYNTAX_ERROR = 62
 UNKNOWN_SETTING = 115
 READONLY = 164
 QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING = 216
+MEMORY_LIMIT_EXCEEDED = 241
 TOO_MANY_BYTES = 307
 ZLIB_INFLATE_FAILED = 354
 SESSION_NOT_FOUND = 372
@@ -377,14 +403,17 @@ def parse_query_request(
     )
 
 
-async def with_form_fields(request: Request, query: QueryRequest) -> QueryRequest:
+async def with_form_fields(
+    request: Request, query: QueryRequest, max_field_bytes: int | None = None
+) -> QueryRequest:
     """``query`` completed from a ``multipart/form-data`` body, as ClickHouse's HTMLForm reads one:
     its ``query`` field is the query text and its ``param_*`` fields are query parameters (over the
     URL's). clickhouse-connect sends this with ``form_encode_query_params``, so that parameter values
     (credentials for ``s3()``) never travel in the URL. Fields are limited to ``max_query_size``
-    bytes each; files are refused.
+    bytes (and ``max_field_bytes``, if given) each; files are refused.
     """
-    async with request.form(max_files=0, max_part_size=query.max_query_size) as form:
+    limit = query.max_query_size if max_field_bytes is None else min(query.max_query_size, max_field_bytes)
+    async with request.form(max_files=0, max_part_size=limit) as form:
         fields = {name: value for name, value in form.multi_items() if isinstance(value, str)}
     params = {k[len(PARAM_PREFIX) :]: v for k, v in fields.items() if k.startswith(PARAM_PREFIX)}
     text = "\n".join(part for part in (query.url_query, fields.get("query", "")) if part)
@@ -755,23 +784,70 @@ class Engine:
     """The chdb engine behind the endpoint: one root connection for the process's life, one connection
     per session, and a fresh connection for every request without a session."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, max_memory_usage: int = 0) -> None:
         self.data_dir = data_dir
+        self.max_memory_usage = max_memory_usage
         self.version = "unknown"
         self.known_settings: frozenset[str] | None = None
         self._root: Any = None
         self._sessions: dict[str, Session] = {}
         self._running: set[str] = set()
         self._guard = threading.Lock()
+        self._process = psutil.Process()
+        self._purge_above = 0  # resident bytes above which freed memory is given back (see start)
+        self._purging = threading.Lock()
 
     def start(self) -> None:
-        """Open the root connection (creating ``data_dir``), read the engine version and settings."""
+        """Open the root connection (creating ``data_dir``), read the engine version and settings.
+
+        The root connection starts the engine; with ``max_memory_usage`` it starts with that
+        ``max_server_memory_usage`` (a startup argument, as in a server's config file), which bounds
+        the memory of all queries together; the connections opened later share that engine.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._root = chdb.connect(str(self.data_dir))
+        target = str(self.data_dir)
+        if self.max_memory_usage > 0:
+            target += f"?max_server_memory_usage={self.max_memory_usage}"
+        self._root = chdb.connect(target)
         self.version = run_sql(self._root, "SELECT version()").bytes().decode().strip()
         names = run_sql(self._root, "SELECT name FROM system.settings").bytes().decode().split("\n")
         self.known_settings = frozenset(name for name in names if name)
-        logger.info("chdb %s serving data directory %s", self.version, self.data_dir)
+        limit_sql = "SELECT value FROM system.server_settings WHERE name = 'max_server_memory_usage'"
+        limit = int(run_sql(self._root, limit_sql).bytes().decode().strip() or 0)
+        if self.max_memory_usage > 0 and limit != self.max_memory_usage:
+            self.stop()
+            raise RuntimeError(
+                f"chdb did not apply max_server_memory_usage={self.max_memory_usage} (it reports {limit})"
+            )
+        share = self.max_memory_usage // PURGE_THRESHOLD_SHARE if self.max_memory_usage else 0
+        self._purge_above = self._process.memory_info().rss + (share or PURGE_THRESHOLD_BYTES)
+        logger.info(
+            "chdb %s serving data directory %s, max_server_memory_usage %d bytes",
+            self.version, self.data_dir, limit,
+        )  # fmt: skip
+
+    def needs_purge(self) -> bool:
+        """Whether the process holds more resident memory than the threshold of release_memory."""
+        return self._root is not None and self._process.memory_info().rss > self._purge_above
+
+    def release_memory(self) -> None:
+        """Give the memory the engine's allocator kept from finished queries back to the system
+        (``SYSTEM JEMALLOC PURGE``) when the process holds more than the threshold; ClickHouse's
+        server does this in its MemoryWorker, which the embedded engine does not run."""
+        if not self._purging.acquire(blocking=False):
+            return  # another thread is purging
+        try:
+            if not self.needs_purge():
+                return
+            conn = self._connect()
+            try:
+                run_sql(conn, "SYSTEM JEMALLOC PURGE")
+            except ClickHouseError as exc:
+                logger.warning("cannot release memory: %s", exc.message)
+            finally:
+                conn.close()
+        finally:
+            self._purging.release()
 
     def stop(self) -> None:
         """Close every session connection, then the root connection (the engine flushes and stops)."""
@@ -896,9 +972,15 @@ class Engine:
                 streamable = keyword in STREAMED_STATEMENTS and fmt.lower() in STREAMABLE_FORMATS
                 if streamable and _stream_result(lease.conn, sql, fmt, query.params, emit, progress):
                     return Outcome(fmt, progress.summary())
-                result = run_sql(lease.conn, sql, fmt, query.params)
+                try:
+                    result = run_sql(lease.conn, sql, fmt, query.params)
+                except ClickHouseError:
+                    if lease.reused:
+                        _drain_failed_output(lease)
+                    raise
                 progress.final = result_summary(result)
                 body = result.bytes()
+                del result  # the engine's copy of the result is freed before the body is sent on
                 if body:
                     emit(body)
                 return Outcome(fmt if produces_result else None, progress.final)
@@ -1029,6 +1111,19 @@ def _check_statement(conn: Any, query: QueryRequest, sql: str, enforce_readonly:
     if kind == "CONTROL" and keyword == "SET":
         raise ClickHouseError(READONLY, "Cannot modify settings in readonly mode. (READONLY)")
     raise readonly_error(query)
+
+
+def _drain_failed_output(lease: Lease) -> None:
+    """Clear what a failed (not streamed) statement left on a connection that is used again.
+
+    chdb keeps the output a statement produced before it failed and hands it out as the start of the
+    next statement's result on that connection; one throwaway statement takes it.
+    """
+    try:
+        run_sql(lease.conn, "SELECT 1")
+    except ClickHouseError as exc:
+        logger.warning("cannot clear a failed statement's output: %s", exc.message)
+        lease.broken = True
 
 
 def _multi_statement_error(conn: Any, sql: str) -> ClickHouseError:
@@ -1218,6 +1313,51 @@ class Output:
 Finish = Callable[[], Awaitable[None]]
 
 
+class Held:
+    """Result chunks held back before the response starts, kept as received (not copied)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self.size += len(chunk)
+
+    def take(self) -> list[bytes]:
+        """The chunks, which are no longer held."""
+        chunks, self._chunks, self.size = self._chunks, [], 0
+        return chunks
+
+    def write_to(self, file: Any) -> None:
+        """Move the chunks to ``file``."""
+        for chunk in self.take():
+            file.write(chunk)
+
+    def joined(self) -> bytes:
+        chunks = self.take()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def readable_size(value: float) -> str:
+    """Bytes as ClickHouse's formatReadableSizeWithBinarySuffix writes them (``300.00 MiB``)."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    index = 0
+    while abs(value) >= 1024 and index < len(units) - 1:
+        value /= 1024
+        index += 1
+    return f"{value:.2f} {units[index]}"
+
+
+def memory_limit_error(would_use: int, chunk: int, limit: int) -> ClickHouseError:
+    """The MEMORY_LIMIT_EXCEEDED error of the server-wide limit, worded as ClickHouse's MemoryTracker."""
+    return ClickHouseError(
+        MEMORY_LIMIT_EXCEEDED,
+        f"(total) memory limit exceeded: would use {readable_size(would_use)} (attempt to allocate chunk "
+        f"of {readable_size(chunk)}), maximum: {readable_size(limit)}. (MEMORY_LIMIT_EXCEEDED)",
+    )
+
+
 class QueryResponse(Response):
     """Runs a query while it answers: the endpoint writes status, headers and body itself."""
 
@@ -1243,7 +1383,12 @@ class Endpoint:
         self.engine = engine
         self._user = user.encode("utf-8")
         self._password = password.encode("utf-8")
-        self.max_decompressed_body_bytes = max_decompressed_body_bytes
+        # The endpoint's own buffers (decoded body, query text, held result) stay within the engine's
+        # memory limit, when it has one.
+        self.memory_limit: int | None = engine.max_memory_usage or None
+        self.max_decompressed_body_bytes = min(
+            max_decompressed_body_bytes, self.memory_limit or max_decompressed_body_bytes
+        )
 
     async def ping(self, request: Request) -> Response:
         return PlainTextResponse("Ok.\n")
@@ -1280,7 +1425,7 @@ class Endpoint:
                 user = self.authenticate(request)
                 query = parse_query_request(request, self.engine.known_settings, user)
                 if request.headers.get("content-type", "").startswith("multipart/form-data"):
-                    query = await with_form_fields(request, query)
+                    query = await with_form_fields(request, query, self.memory_limit)
                 output.use_encoding(response_encoding(request, query))
                 with self.engine.running(query_id):
                     finish = await self._run(request, receive, query, query_id, output)
@@ -1294,12 +1439,18 @@ class Endpoint:
                 raise ClickHouseError(STD_EXCEPTION, f"{type(exc).__name__}: {exc}. (STD_EXCEPTION)") from exc
         except ClickHouseError as error:
             logger.info("query %s failed: code %d", query_id, error.code)
+            await self._release_memory()
             if output.started:
                 await output.write(exception_block(error, self.engine.version, output.tag), more=False)
             else:
                 await output.respond(error_response(error, self.engine.version, query_id))
             return
+        await self._release_memory()
         await finish()
+
+    async def _release_memory(self) -> None:
+        if self.engine.needs_purge():
+            await run_in_threadpool(self.engine.release_memory)
 
     async def _run(
         self, request: Request, receive: Receive, query: QueryRequest, query_id: str, output: Output
@@ -1354,6 +1505,8 @@ class Endpoint:
             body += chunk
             if size + len(body) > query.max_query_size:
                 return b"\n".join([*parts, bytes(body)]), chunks
+            if self.memory_limit is not None and size + len(body) > self.memory_limit:
+                raise memory_limit_error(size + len(body), len(chunk), self.memory_limit)
         if body:
             parts.append(bytes(body))
         return b"\n".join(parts), None
@@ -1363,10 +1516,12 @@ class Endpoint:
     ) -> Finish:
         """Run ``sql`` in a worker thread while this task relays its result.
 
-        Up to ``buffer_size`` bytes (all of them with ``wait_end_of_query``) are held back so that an
+        Up to ``buffer_size`` bytes (at most the memory limit) are held back in memory so that an
         error can still be answered with its status and a small result with its complete summary;
-        beyond that the chunks are streamed. The worker blocks while the client is slow (a queue of
-        one chunk), and if the client disconnects the query is cancelled.
+        beyond that the chunks are streamed or, with ``wait_end_of_query``, written to a temporary
+        file in the data directory (as ClickHouse's HTTP handler continues a full memory buffer in a
+        temporary file) and sent once the query has finished. The worker blocks while the client is
+        slow (a queue of one chunk), and if the client disconnects the query is cancelled.
         """
         send_chunks, receive_chunks = anyio.create_memory_object_stream[bytes](1)
         progress = Progress()
@@ -1405,33 +1560,67 @@ class Endpoint:
 
         fmt_guess = output_format(sql, query.default_format)
         guess = fmt_guess if statement_keyword(sql) not in RESULTLESS_STATEMENTS else None
-        held = bytearray()
-        limit = None if query.wait_end_of_query else query.buffer_size
-        async with anyio.create_task_group() as group:
-            group.start_soon(worker)
-            group.start_soon(watch_disconnect)
-            try:
-                async for chunk in receive_chunks:
-                    if output.started:
-                        await output.write(chunk)
-                        continue
-                    held += chunk
-                    if limit is not None and len(held) > limit:
-                        await output.start(200, result_headers(query_id, guess, progress.summary()))
-                        await output.write(bytes(held))
-                        held.clear()
-            except anyio.ClosedResourceError:
-                pass  # the client went away: the worker's next emit cancels the query
-            finally:
-                receive_chunks.close()
-                await done.wait()
-                group.cancel_scope.cancel()
-        if failure:
-            raise failure[0]
+        held = Held()
+        limit = min(query.buffer_size, self.memory_limit or query.buffer_size)
+        spool: Any = None  # the temporary file of a wait_end_of_query result beyond ``limit``
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(worker)
+                group.start_soon(watch_disconnect)
+                try:
+                    async for chunk in receive_chunks:
+                        if output.started:
+                            await output.write(chunk)
+                            continue
+                        if spool is not None:
+                            await anyio.to_thread.run_sync(spool.write, chunk)
+                            continue
+                        held.add(chunk)
+                        if held.size <= limit:
+                            continue
+                        if query.wait_end_of_query:
+                            # closed by _finish_spooled, or below when the query fails
+                            spool = tempfile.TemporaryFile(dir=self.engine.data_dir)  # noqa: SIM115
+                            await anyio.to_thread.run_sync(held.write_to, spool)
+                        else:
+                            await output.start(200, result_headers(query_id, guess, progress.summary()))
+                            for piece in held.take():
+                                await output.write(piece)
+                except anyio.ClosedResourceError:
+                    pass  # the client went away: the worker's next emit cancels the query
+                finally:
+                    receive_chunks.close()
+                    await done.wait()
+                    group.cancel_scope.cancel()
+            if failure:
+                raise failure[0]
+        except BaseException:
+            if spool is not None:
+                spool.close()
+            raise
         result = outcome[0]
         if output.started:
             return lambda: output.write(b"", more=False)
-        return self._finish_whole(output, query_id, result, bytes(held))
+        if spool is not None:
+            return self._finish_spooled(output, query_id, result, spool)
+        return self._finish_whole(output, query_id, result, held.joined())
+
+    @staticmethod
+    def _finish_spooled(output: Output, query_id: str, outcome: Outcome, spool: Any) -> Finish:
+        """Send the result held in the temporary file ``spool``, then close (and so remove) it."""
+
+        async def finish() -> None:
+            try:
+                length = spool.tell()
+                spool.seek(0)
+                await output.start(200, result_headers(query_id, outcome.fmt, outcome.summary), length)
+                while piece := await anyio.to_thread.run_sync(spool.read, RESULT_SPOOL_CHUNK_BYTES):
+                    await output.write(piece)
+                await output.write(b"", more=False)
+            finally:
+                spool.close()
+
+        return finish
 
     @staticmethod
     def _finish_whole(output: Output, query_id: str, outcome: Outcome, body: bytes) -> Finish:
@@ -1503,12 +1692,14 @@ def create_app(
     user: str,
     password: str,
     max_decompressed_body_bytes: int = DEFAULT_MAX_DECOMPRESSED_BODY_BYTES,
+    max_memory_usage: int = DEFAULT_MAX_MEMORY_USAGE,
 ) -> Starlette:
     """The ASGI app serving ``data_dir`` to clients that log in as ``user`` with ``password``.
 
-    The chdb engine starts with the app's lifespan and stops (closing every connection) when it ends.
+    The chdb engine starts with the app's lifespan and stops (closing every connection) when it ends;
+    ``max_memory_usage`` (bytes, 0 for the engine's default) is its ``max_server_memory_usage``.
     """
-    engine = Engine(Path(data_dir))
+    engine = Engine(Path(data_dir), max_memory_usage)
     endpoint = Endpoint(engine, user, password, max_decompressed_body_bytes)
 
     @asynccontextmanager
@@ -1535,6 +1726,8 @@ async def _sweep_forever(engine: Engine) -> None:
     while True:
         await anyio.sleep(SESSION_SWEEP_INTERVAL_S)
         await run_in_threadpool(engine.sweep_sessions)
+        if engine.needs_purge():  # also what queries left while another one still runs
+            await run_in_threadpool(engine.release_memory)
 
 
 def serve(
@@ -1544,10 +1737,18 @@ def serve(
     user: str,
     password: str,
     max_decompressed_body_bytes: int = DEFAULT_MAX_DECOMPRESSED_BODY_BYTES,
+    max_memory_usage: int = DEFAULT_MAX_MEMORY_USAGE,
 ) -> None:
     """Serve the endpoint on ``host``:``port`` until SIGTERM/SIGINT, then stop the engine cleanly."""
-    app = create_app(data_dir, user, password, max_decompressed_body_bytes)
+    app = create_app(data_dir, user, password, max_decompressed_body_bytes, max_memory_usage)
     run_app(app, host, port)
+
+
+def _byte_count(value: str) -> int:
+    """A non-negative whole number of bytes (a command line value)."""
+    if not value.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of bytes, not {value!r}")
+    return int(value)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1560,7 +1761,16 @@ def main(argv: list[str] | None = None) -> None:
         "--max-decompressed-body-bytes",
         type=int,
         default=DEFAULT_MAX_DECOMPRESSED_BODY_BYTES,
-        help="refuse compressed request bodies that decompress to more bytes than this",
+        help="refuse compressed request bodies that decompress to more bytes than this "
+        "(at most --max-memory-usage)",
+    )
+    parser.add_argument(
+        "--max-memory-usage",
+        type=_byte_count,
+        default=DEFAULT_MAX_MEMORY_USAGE,
+        metavar="BYTES",
+        help="the engine's max_server_memory_usage: queries that need more memory fail with "
+        f"MEMORY_LIMIT_EXCEEDED (default {DEFAULT_MAX_MEMORY_USAGE}; 0: 90%% of the machine's RAM)",
     )
     args = parser.parse_args(argv)
     user = required_env("CLICKHOUSE_USER", "clickhouse_server")
@@ -1568,7 +1778,15 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    serve(args.host, args.port, args.data_dir, user, password, args.max_decompressed_body_bytes)
+    serve(
+        args.host,
+        args.port,
+        args.data_dir,
+        user,
+        password,
+        args.max_decompressed_body_bytes,
+        args.max_memory_usage,
+    )
 
 
 if __name__ == "__main__":

@@ -378,6 +378,17 @@ def test_readonly_query_setting_keeps_the_session(endpoint: Endpoint) -> None:
     assert call(endpoint, session, b"SELECT getSetting('readonly')").body == b"0\n"
 
 
+def test_failed_statement_leaves_nothing_in_its_session(endpoint: Endpoint) -> None:
+    """A statement that fails after producing output (here a whole-result JSON query) does not hand
+    that output to the next statement of its session (the embedded engine keeps it on the
+    connection; the endpoint clears it)."""
+    session = {"session_id": secrets.token_hex(8)}
+    failing = b"SELECT number FROM numbers(3) UNION ALL SELECT throwIf(1) FORMAT JSON"
+    assert_error(call(endpoint, session, failing), 500, 395, "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO")
+    answer = call(endpoint, session, b"SELECT 42")
+    assert (answer.status, answer.body) == (200, b"42\n")
+
+
 # 6. compressed request bodies --------------------------------------------------------------------
 
 
