@@ -10,12 +10,16 @@ from typing import Literal
 
 Cadence = Literal["hourly", "daily", "weekly"]
 CADENCE_TAG = "cadence"
+# The company's working timezone: schedules run at its local hours (daily at 02:00, weekly on Sunday
+# at 01:00), so runs keep their local time across daylight-saving changes.
+SCHEDULE_TIMEZONE = "America/Los_Angeles"
 
 
 @dataclass(frozen=True)
 class CadenceSpec:
-    """When runs of a cadence start (cron, UTC) and how stale its assets may get before they fail
-    their freshness check (a time-partitioned asset: its last partition by ``deadline_cron``)."""
+    """When runs of a cadence start (cron in :data:`SCHEDULE_TIMEZONE`) and how stale its assets may
+    get before they fail their freshness check (a time-partitioned asset: its last partition by
+    ``deadline_cron``, also in that timezone)."""
 
     cron: str
     max_staleness: timedelta
@@ -24,6 +28,6 @@ class CadenceSpec:
 
 CADENCES: dict[str, CadenceSpec] = {
     "hourly": CadenceSpec("15 * * * *", timedelta(hours=2), "45 * * * *"),
-    "daily": CadenceSpec("0 3 * * *", timedelta(hours=26), "0 3 * * *"),
-    "weekly": CadenceSpec("0 4 * * 1", timedelta(days=8), "0 6 * * 1"),
+    "daily": CadenceSpec("0 2 * * *", timedelta(hours=26), "0 3 * * *"),
+    "weekly": CadenceSpec("0 1 * * 0", timedelta(days=8), "0 6 * * 0"),
 }

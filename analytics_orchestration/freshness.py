@@ -19,7 +19,7 @@ from dagster import (
     build_time_partition_freshness_checks,
 )
 
-from analytics_orchestration.cadences import CADENCE_TAG, CADENCES
+from analytics_orchestration.cadences import CADENCE_TAG, CADENCES, SCHEDULE_TIMEZONE
 
 
 def freshness_checks(assets: list[AssetsDefinition]) -> list[AssetChecksDefinition]:
@@ -41,7 +41,9 @@ def freshness_checks(assets: list[AssetsDefinition]) -> list[AssetChecksDefiniti
         for (cadence, partitioned), keys in sorted(by_cadence.items()):
             spec = CADENCES[cadence]
             if partitioned:
-                checks += build_time_partition_freshness_checks(assets=keys, deadline_cron=spec.deadline_cron)
+                checks += build_time_partition_freshness_checks(
+                    assets=keys, deadline_cron=spec.deadline_cron, timezone=SCHEDULE_TIMEZONE
+                )
             else:
                 checks += build_last_update_freshness_checks(
                     assets=keys, lower_bound_delta=spec.max_staleness

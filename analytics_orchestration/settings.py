@@ -27,7 +27,8 @@ SETTINGS_VARIABLES: dict[str, str] = {
     "S3_ENDPOINT_URL": "S3 endpoint URL, e.g. https://s3.us-east-1.amazonaws.com for AWS itself",
     "AWS_ACCESS_KEY_ID": "S3 access key id (secret), also passed to ClickHouse's s3()",
     "AWS_SECRET_ACCESS_KEY": "S3 secret access key (secret), also passed to ClickHouse's s3()",
-    "AIRBYTE_API_URL": "Airbyte public API base URL, e.g. https://api.airbyte.com/v1",
+    "AIRBYTE_API_URL": "Airbyte public API base URL: https://api.airbyte.com/v1 (Cloud) or "
+    "http://<host>:8000/api/public/v1 (self-managed, which also reports why a job failed)",
     "AIRBYTE_CLIENT_ID": "Airbyte application client id",
     "AIRBYTE_CLIENT_SECRET": "Airbyte application client secret (secret)",
     "SEGMENT_ARCHIVE_BUCKET": "bucket holding Segment's S3 destination archive",

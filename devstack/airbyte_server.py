@@ -1,75 +1,114 @@
-"""A local stand-in for Airbyte: the part of its public API v1 the pipeline calls, and S3 Parquet syncs.
+"""A local stand-in for self-managed Airbyte: the API calls the pipeline makes, and S3 Parquet syncs.
 
-API (Airbyte public API v1, https://reference.airbyte.com, as the ``airbyte-api`` SDK sends and parses
-it; every path under ``/v1``):
+Public API v1 (https://reference.airbyte.com, as the ``airbyte-api`` SDK 1.0.1 sends and parses it),
+under ``/api/public/v1`` as self-managed Airbyte serves it:
 
-* ``POST /v1/applications/token``: OAuth2 client credentials. The body (form-encoded, as the SDK's
-  client-credentials hook sends it, or JSON) holds ``client_id`` and ``client_secret``; the answer is
-  ``{"access_token": str, "token_type": "Bearer", "expires_in": 180}`` (seconds). Tokens are HMAC
-  signed with the client secret, so they stay valid across server restarts with the same secret.
-* ``GET /v1/connections/{connectionId}``: a ``ConnectionResponse`` (name, deterministic uuid5
-  ``sourceId``/``destinationId``/``workspaceId``, ``status: active``, manual schedule, and
-  ``configurations.streams[]`` with ``name``, ``syncMode: full_refresh_overwrite``, ``primaryKey``).
-* ``POST /v1/jobs`` with ``{"connectionId": str, "jobType": "sync"}``: starts a sync job in a
-  background thread and answers its ``JobResponse``; 409 while a sync of the connection runs.
-* ``GET /v1/jobs/{jobId}``: a ``JobResponse``: ``jobId`` (increasing int), ``status`` (``pending`` ->
-  ``running`` -> ``succeeded`` | ``failed`` | ``cancelled``), ``startTime`` and ``lastUpdatedAt``
-  (ISO-8601 UTC), ``duration`` (ISO-8601 duration), ``rowsSynced`` (records) and ``bytesSynced``
-  (bytes of source JSON lines).
+* ``POST /api/public/v1/applications/token``: OAuth2 client credentials. The body (form-encoded, as
+  the SDK's client-credentials hook sends it, or JSON) holds ``client_id`` and ``client_secret``; the
+  answer is ``{"access_token": str, "token_type": "Bearer", "expires_in": 180}`` (seconds). Tokens are
+  HMAC signed with the client secret, so they stay valid across restarts with the same secret.
+* ``GET /api/public/v1/connections/{connectionId}``: a ``ConnectionResponse`` (name, deterministic
+  uuid5 ``sourceId``/``destinationId``/``workspaceId``, ``status: active``, manual schedule, and
+  ``configurations.streams[]`` with ``name``, ``syncMode`` (the YAML's ``sync_mode``),
+  ``primaryKey`` (``[[column], ...]``) and, for incremental streams, ``cursorField`` (``[column]``)).
+* ``POST /api/public/v1/jobs`` with ``{"connectionId": str, "jobType": "sync"}``: starts a sync job
+  and answers its ``JobResponse``; 409 while a job of the connection is ``pending``, ``running`` or
+  ``incomplete``.
+* ``GET /api/public/v1/jobs?connectionId=&status=&jobType=&limit=&offset=&orderBy=``: a
+  ``JobsResponse`` ``{"data": [JobResponse, ...], "previous": url, "next": url}`` (the URLs only when
+  there are more jobs before or after the page). ``limit`` 1-100 (default 20), ``offset`` (default
+  0), ``orderBy`` ``createdAt|updatedAt`` ``|ASC|DESC`` (default ``createdAt|DESC``, newest first).
+* ``GET /api/public/v1/jobs/{jobId}``: a ``JobResponse``: ``jobId`` (increasing int from 1 since the
+  server started), ``status`` (``pending`` -> ``running`` [-> ``incomplete`` -> ``running``] ->
+  ``succeeded`` | ``failed`` | ``cancelled``), ``jobType: sync``, ``connectionId``, ``startTime`` and
+  ``lastUpdatedAt`` (``YYYY-MM-DDTHH:MM:SSZ``), ``duration`` (ISO-8601 duration), ``rowsSynced``
+  (records emitted by the current attempt) and ``bytesSynced`` (bytes of their source JSON lines).
+* ``DELETE /api/public/v1/jobs/{jobId}``: cancels the job; answers its ``JobResponse`` once it has
+  ended ``cancelled`` (its files deleted, state not advanced). A job that already ended is answered
+  unchanged.
 
-Every other call needs ``Authorization: Bearer <access_token>``; a missing, wrong or expired token is
-401, an unknown connection or job 404, both as Airbyte's problem JSON
-``{"type", "title", "status", "detail"}``. Jobs live in memory only.
+Config API (Airbyte's internal API, ``/api/v1``, JSON RPC-style POSTs):
 
-The connections, their streams and primary keys are those of the YAML files in ``ingestion_configs/``
-(``--configs-dir``); the server keeps no list of its own. A sync reads each stream its connection
-declares, in the YAML's order, from ``<source_dir>/<connection name>/<stream>.jsonl``
-(:func:`source_file`; one JSON object per line) and writes it as Airbyte's S3 destination does with
-Parquet output (https://docs.airbyte.com/integrations/destinations/s3, "Configure S3 Destination"
-file naming and "Parquet" output schema):
+* ``POST /api/v1/jobs/get`` with ``{"id": jobId}``: a ``JobInfoRead``
+  ``{"job": {"id", "configType": "sync", "configId": connectionId, "enabledStreams": [{"name"}],
+  "createdAt", "startedAt", "updatedAt" (epoch seconds), "status"}, "attempts": [{"attempt": {"id"
+  (attempt number from 0), "status" (running | failed | succeeded), "createdAt", "updatedAt",
+  "endedAt" (epoch seconds; when ended), "recordsSynced", "bytesSynced", "failureSummary"
+  (when failed): {"failures": [{"failureOrigin", "failureType", "externalMessage",
+  "internalMessage", "timestamp" (epoch ms)}], "partialSuccess": false}}, "logs": {"logLines":
+  []}}]}``. ``failureOrigin`` is ``source`` (source file missing or malformed, a value not fitting
+  its declared type, an injected ``fail``), ``destination`` (S3 errors), ``replication`` (other
+  errors) or ``airbyte_platform`` (cancellations, with ``failureType`` ``manual_cancellation``).
+  An unknown job is 404 ``{"message", "exceptionClassName"}``, a body without an integer ``id`` 422.
 
-* keys ``<bucket_path>/<namespace>/<stream>/<YYYY_MM_DD>_<epoch ms>_<part>.parquet``, date and epoch of
-  the sync's start (UTC), parts 0, 1, ... of at most ``rows_per_file`` rows (default 100,000);
-* columns ``_airbyte_raw_id`` (string UUID), ``_airbyte_extracted_at`` (timestamp[ms, UTC], the
-  sync's start), ``_airbyte_meta`` (struct ``sync_id`` int64 = job id, ``changes``
-  list<struct<field, change, reason: string>>, always empty), ``_airbyte_generation_id`` (int64, 1
-  for the connection's first sync since the server started, +1 per sync job, failed ones included),
-  then the records' top-level fields in first-seen order, all nullable: bool, int64, float64 (int and
-  float mixed), string; objects, arrays and fields of mixed incompatible types are compact JSON text
-  (strings kept as they are); a missing field is null, a field null in every record is a string
-  column. A stream without records writes no file.
+Devstack control (not Airbyte's): ``PUT /devstack/connections/{connectionId}/fault`` sets and
+``DELETE`` clears injected faults, see :mod:`devstack.airbyte_faults`. ``PUT`` answers
+``{"connectionId", "kind", "times", "seconds", "reason"}`` (plus ``"jobId"`` for
+``already_running``), ``DELETE`` 204.
 
-Sync mode is "Full refresh | Overwrite": once every stream is written, the objects under each stream's
-prefix that this sync did not write are deleted. A failed sync (missing source file, a line that is
-not a JSON object, S3 error) or one cancelled by server shutdown deletes the files it wrote and leaves
-the earlier objects exactly as they were.
+Every call but the token needs ``Authorization: Bearer <access_token>``; a missing, wrong or expired
+token is 401, an unknown connection or job 404, a bad request 400, all as Airbyte's problem JSON
+``{"type", "title", "status", "detail"}`` (but see the config API above). Jobs live in memory only.
 
-Run it with ``python -m devstack.airbyte_server --host 127.0.0.1 --port 18006
---source-dir DIR [--configs-dir ingestion_configs]``; see :func:`main` for the environment variables.
+The connections, their streams, sync modes, cursors and columns are those of the YAML files in
+``ingestion_configs/`` (``--configs-dir``, :mod:`analytics_orchestration.airbyte.config`); the server
+keeps no list of its own. A sync job reads each stream, in the YAML's order, from
+``<source_dir>/<connection name>/<stream>.jsonl`` and writes it as Airbyte's S3 destination does with
+Parquet output (columns and types: :mod:`devstack.airbyte_parquet`), keys
+``<bucket_path>/<namespace>/<stream>/<YYYY_MM_DD>_<epoch ms>_<part>.parquet`` (date and epoch of the
+attempt's start, UTC; parts 0, 1, ... of at most ``rows_per_file`` rows, default 100,000). A stream
+with no records to emit writes no file.
+
+Sync modes and state, per connection and stream (Airbyte's per-stream state):
+
+* ``incremental_deduped_history``: the state is the greatest ``cursor_field`` value emitted by the
+  last succeeded job. A job emits the records whose cursor is >= the state (compared as the declared
+  type; every record when there is no state; records with a null cursor always) and never deletes
+  files: each job adds its own. ``_airbyte_generation_id`` is always 0 (Airbyte raises it only on a
+  refresh or clear, which the stand-in does not do).
+* ``full_refresh_overwrite``: every record is emitted, with ``_airbyte_generation_id`` = the last
+  succeeded job's generation + 1 (1 for the first); once the job has written every stream, every
+  other object under the stream's prefix is deleted (all of them when the stream had no record).
+
+State advances only when the whole job succeeds. A job that fails (missing source file, a line that
+is no JSON object, a value not fitting its type, S3 error, injected fault) or is cancelled (API,
+injected fault, server shutdown) deletes the files it wrote, leaving the earlier objects as they were.
+The state is a JSON file (``--state-file``, default ``<source_dir>/../airbyte_state.json``), written
+atomically (temporary file and rename) after each succeeded job, so that after a restart it matches
+the S3 objects the stack restores from its snapshot:
+``{"connections": {"<connection name>": {"<stream>": {"cursor": <JSON value of the cursor>} |
+{"generation_id": int}}}}``.
+
+Parts: :mod:`devstack.airbyte_parquet` (source records, Parquet columns), :mod:`devstack.airbyte_jobs`
+(jobs, attempts and their JSON), :mod:`devstack.airbyte_faults` (fault injection).
+
+Run it with ``python -m devstack.airbyte_server --host 127.0.0.1 --port 18006 --source-dir DIR
+[--configs-dir ingestion_configs] [--state-file FILE]``; see :func:`main` for the environment.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import hashlib
 import hmac
-import io
 import json
 import logging
+import os
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from botocore.exceptions import BotoCoreError, ClientError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -78,7 +117,23 @@ from starlette.routing import Route
 from analytics_orchestration.airbyte.config import (
     INGESTION_CONFIGS_DIR,
     ConnectionConfig,
+    StreamConfig,
     load_connection_configs,
+)
+from devstack.airbyte_faults import JOB_FAULTS, REQUEST_FAULTS, Fault, FaultBook, parse_fault
+from devstack.airbyte_jobs import ACTIVE_STATUSES, Attempt, Failure, Job, SyncCancelled, now
+from devstack.airbyte_parquet import (
+    ExtraColumns,
+    SourceRecord,
+    SyncError,
+    SyncStamp,
+    declared_value,
+    parquet_bytes,
+    read_records,
+    records_table,
+    source_file,
+    stream_schema,
+    typed_value,
 )
 from devstack.serving import required_env, run_app
 from devstack.stack import s3_client
@@ -86,227 +141,88 @@ from devstack.stack import s3_client
 logger = logging.getLogger("devstack.airbyte_server")
 
 DEFAULT_HOST = "127.0.0.1"
+PUBLIC_API = "/api/public/v1"
 TOKEN_LIFETIME_S = 180  # Airbyte Cloud's application tokens last 3 minutes
 ROWS_PER_FILE = 100_000
 SHUTDOWN_WAIT_S = 10.0
+CANCEL_WAIT_S = 10.0
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "analytics-orchestration/embedded-airbyte")
 WORKSPACE_ID = str(uuid.uuid5(ID_NAMESPACE, "workspace"))
 ERRORS_URL = "https://reference.airbyte.com/reference/errors"
 S3_ENV = ("S3_BUCKET", "S3_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 CREDENTIALS_ENV = ("AIRBYTE_CLIENT_ID", "AIRBYTE_CLIENT_SECRET")
-
-META_TYPE = pa.struct(
-    [
-        pa.field("sync_id", pa.int64()),
-        pa.field(
-            "changes",
-            pa.list_(
-                pa.struct(
-                    [
-                        pa.field("field", pa.string()),
-                        pa.field("change", pa.string()),
-                        pa.field("reason", pa.string()),
-                    ]
-                )
-            ),
-        ),
-    ]
-)
-AIRBYTE_FIELDS = (
-    pa.field("_airbyte_raw_id", pa.string()),
-    pa.field("_airbyte_extracted_at", pa.timestamp("ms", tz="UTC")),
-    pa.field("_airbyte_meta", META_TYPE),
-    pa.field("_airbyte_generation_id", pa.int64()),
-)
-KIND_TYPES = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "string": pa.string()}
+ORDER_FIELDS = {"createdAt": "started_at", "updatedAt": "updated_at"}
 
 
-# --- source records and their Parquet form -------------------------------------------------------
+# --- state -----------------------------------------------------------------------------------------
 
 
-def source_file(source_dir: Path, connection: ConnectionConfig, stream: str) -> Path:
-    """The JSON-lines file a sync reads stream ``stream`` of ``connection`` from:
-    ``<source_dir>/<connection name>/<stream>.jsonl``."""
-    return source_dir / connection.name / f"{stream}.jsonl"
+def default_state_file(source_dir: Path) -> Path:
+    """``<source_dir>/../airbyte_state.json``."""
+    return source_dir.resolve().parent / "airbyte_state.json"
 
 
-class SyncError(Exception):
-    """A sync cannot complete; the message says which stream, file and line."""
+class StateStore:
+    """Per connection and stream: the cursor of incremental streams, the generation of overwrite ones.
 
-
-class SyncCancelled(Exception):
-    """The server is shutting down while the sync runs."""
-
-
-def read_records(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
-    """Yield ``(record, bytes of its line)`` for each non-blank line of a JSON-lines file.
-
-    Raises:
-        SyncError: the file is missing, or a line is not a JSON object (message names file and line).
+    Raises (constructor):
+        ValueError: the file exists but is not a state file (the message names it).
     """
-    try:
-        source = path.open("rb")
-    except FileNotFoundError as err:
-        raise SyncError(f"source file {path} does not exist") from err
-    with source:
-        for number, line in enumerate(source, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as err:
-                raise SyncError(f"{path}:{number}: not valid JSON ({err})") from err
-            if not isinstance(record, dict):
-                raise SyncError(f"{path}:{number}: a record must be a JSON object")
-            yield record, len(line)
 
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            data = json.loads(path.read_text()) if path.exists() else {"connections": {}}
+            self._connections: dict[str, dict[str, dict[str, Any]]] = dict(data["connections"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path} is not an Airbyte stand-in state file: {err}") from err
 
-def value_kind(value: Any) -> str | None:
-    """``bool``, ``int``, ``float`` or ``string`` (objects and arrays too); ``None`` for null."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    return "string"
+    def stream(self, connection: str, stream: str) -> dict[str, Any]:
+        """The stream's state: ``{"cursor": value}``, ``{"generation_id": n}`` or ``{}``."""
+        return dict(self._connections.get(connection, {}).get(stream, {}))
 
-
-def merge_kinds(seen: str | None, new: str | None) -> str | None:
-    """The column kind holding both: int and float give float, other mixes give string."""
-    if seen is None or seen == new:
-        return new
-    if new is None:
-        return seen
-    if {seen, new} == {"int", "float"}:
-        return "float"
-    return "string"
-
-
-def infer_schema(path: Path) -> pa.Schema:
-    """Airbyte columns, then every top-level field of the file in first-seen order with its type.
-
-    Raises:
-        SyncError: see :func:`read_records`.
-    """
-    kinds: dict[str, str | None] = {}
-    for record, _ in read_records(path):
-        for name, value in record.items():
-            kinds[name] = merge_kinds(kinds.get(name), value_kind(value))
-    fields = [pa.field(name, KIND_TYPES[kind or "string"]) for name, kind in kinds.items()]
-    return pa.schema([*AIRBYTE_FIELDS, *fields])
-
-
-def column_value(value: Any, data_type: pa.DataType) -> Any:
-    """``value`` as stored in a column of ``data_type``: JSON text in string columns, ints as floats."""
-    if value is None:
-        return None
-    if pa.types.is_string(data_type):
-        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    if pa.types.is_floating(data_type):
-        return float(value)
-    return value
-
-
-@dataclass(frozen=True)
-class SyncStamp:
-    """What every record of one sync carries: job id (``sync_id``), generation and extraction time."""
-
-    sync_id: int
-    generation_id: int
-    started_at: datetime  # UTC
-
-    def file_name(self, part: int) -> str:
-        """``<YYYY_MM_DD>_<epoch ms>_<part>.parquet`` as Airbyte's S3 destination names its files."""
-        epoch_ms = int(self.started_at.timestamp() * 1000)
-        return f"{self.started_at:%Y_%m_%d}_{epoch_ms}_{part}.parquet"
-
-
-def records_table(records: list[dict[str, Any]], schema: pa.Schema, stamp: SyncStamp) -> pa.Table:
-    """One Parquet part: the Airbyte columns and the records' fields (missing ones null)."""
-    count = len(records)
-    columns = [
-        pa.array([str(uuid.uuid4()) for _ in range(count)], pa.string()),
-        pa.array([stamp.started_at] * count, schema.field("_airbyte_extracted_at").type),
-        pa.array([{"sync_id": stamp.sync_id, "changes": []}] * count, META_TYPE),
-        pa.array([stamp.generation_id] * count, pa.int64()),
-    ]
-    for field in list(schema)[len(AIRBYTE_FIELDS) :]:
-        values = [column_value(record.get(field.name), field.type) for record in records]
-        columns.append(pa.array(values, field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    """``table`` as a Snappy-compressed Parquet file."""
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="snappy")
-    return buffer.getvalue()
-
-
-def batches(records: Iterator[tuple[dict[str, Any], int]], size: int) -> Iterator[tuple[list, int]]:
-    """Group ``(record, bytes)`` pairs into ``(records, total bytes)`` lists of at most ``size``."""
-    batch: list[dict[str, Any]] = []
-    total = 0
-    for record, nbytes in records:
-        batch.append(record)
-        total += nbytes
-        if len(batch) == size:
-            yield batch, total
-            batch, total = [], 0
-    if batch:
-        yield batch, total
+    def save(self, connection: str, streams: dict[str, dict[str, Any]]) -> None:
+        """Replace the state of ``streams`` of ``connection`` and write the file atomically."""
+        updated = {**self._connections, connection: {**self._connections.get(connection, {}), **streams}}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump({"connections": updated}, out, indent=1)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        self._connections = updated
 
 
 # --- jobs ------------------------------------------------------------------------------------------
 
 
-def iso_time(moment: datetime) -> str:
-    """``YYYY-MM-DDTHH:MM:SSZ`` (UTC), the format of Airbyte's job times."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+@dataclass(frozen=True)
+class StreamResult:
+    """What a stream's sync leaves to commit: its stream and the state it reaches on success."""
+
+    stream: StreamConfig
+    state: dict[str, Any]
 
 
-def iso_duration(seconds: float) -> str:
-    """An ISO-8601 duration such as ``PT1M2.5S`` (millisecond precision), as Airbyte reports it."""
-    millis = round(seconds * 1000)
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    text = "PT" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    return text + (f"{millis / 1000:g}S" if millis or text == "PT" else "")
-
-
-@dataclass
-class Job:
-    """One sync job; fields change under :attr:`SyncService.lock` only."""
-
-    job_id: int
-    connection_id: str
-    started_at: datetime
-    status: str = "pending"
-    updated_at: datetime | None = None
-    rows_synced: int = 0
-    bytes_synced: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        """The job as Airbyte's ``JobResponse``."""
-        updated = self.updated_at or self.started_at
-        return {
-            "jobId": self.job_id,
-            "status": self.status,
-            "jobType": "sync",
-            "startTime": iso_time(self.started_at),
-            "connectionId": self.connection_id,
-            "lastUpdatedAt": iso_time(updated),
-            "duration": iso_duration((updated - self.started_at).total_seconds()),
-            "rowsSynced": self.rows_synced,
-            "bytesSynced": self.bytes_synced,
-        }
+def batches(records: Iterator[SourceRecord], size: int) -> Iterator[list[SourceRecord]]:
+    """Group records into lists of at most ``size``."""
+    batch: list[SourceRecord] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class SyncService:
-    """The connections, the in-memory job table and the sync threads writing to ``bucket``."""
+    """The connections, the in-memory job table, the sync threads writing to ``bucket`` and the state."""
 
     def __init__(
         self,
@@ -315,15 +231,18 @@ class SyncService:
         s3_client_factory: Callable[[], Any],
         bucket: str,
         rows_per_file: int,
+        state: StateStore,
+        faults: FaultBook,
     ) -> None:
         self.connections = connections
         self.source_dir = source_dir
         self.bucket = bucket
         self.rows_per_file = rows_per_file
+        self.state = state
+        self.faults = faults
         self.lock = threading.Lock()
         self.jobs: dict[int, Job] = {}
         self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
         self._s3_factory = s3_client_factory
         self._s3: Any = None
 
@@ -334,93 +253,226 @@ class SyncService:
                 self._s3 = self._s3_factory()
             return self._s3
 
-    def job_json(self, job_id: int) -> dict[str, Any] | None:
+    def job(self, job_id: int, render: Callable[[Job], dict[str, Any]]) -> dict[str, Any] | None:
+        """``render(job)`` under the lock; None for an unknown job."""
         with self.lock:
             job = self.jobs.get(job_id)
-            return job.to_json() if job else None
+            return render(job) if job else None
 
-    def start_sync(self, connection_id: str) -> dict[str, Any] | None:
-        """Create a pending job, start its thread and return it; ``None`` if a sync already runs."""
+    def job_connection(self, job_id: int) -> str | None:
+        with self.lock:
+            job = self.jobs.get(job_id)
+            return job.connection_id if job else None
+
+    def job_status(self, job_id: int) -> str:
+        with self.lock:
+            return self.jobs[job_id].status
+
+    def list_jobs(
+        self, connection_id: str | None, status: str | None, order: str, descending: bool
+    ) -> list[dict[str, Any]]:
+        """Every job of the connection (all if None) with the status (any if None), ordered."""
+        with self.lock:
+            jobs = [
+                job
+                for job in self.jobs.values()
+                if connection_id in (None, job.connection_id) and status in (None, job.status)
+            ]
+            key = (lambda j: j.started_at) if order == "started_at" else (lambda j: j.last_updated)
+            jobs.sort(key=lambda j: (key(j), j.job_id), reverse=descending)
+            return [job.to_json() for job in jobs]
+
+    def start_sync(self, connection_id: str, fault: Fault | None = None) -> dict[str, Any] | None:
+        """Create a pending job, start its thread and return it; ``None`` if a job of the
+        connection is active. The job takes ``fault``, else the connection's next job fault."""
         with self.lock:
             earlier = [job for job in self.jobs.values() if job.connection_id == connection_id]
-            started_at = _now()
+            started_at = now()
             if earlier:
-                if earlier[-1].status in ("pending", "running"):
+                if earlier[-1].status in ACTIVE_STATUSES:
                     return None
-                # distinct file names even if the previous sync started within the same millisecond
+                # distinct file names even if the previous job started within the same millisecond
                 started_at = max(started_at, earlier[-1].started_at + timedelta(milliseconds=1))
-            job = Job(job_id=len(self.jobs) + 1, connection_id=connection_id, started_at=started_at)
+            streams = tuple(s.name for s in self.connections[connection_id].streams)
+            job = Job(len(self.jobs) + 1, connection_id, streams, started_at)
             self.jobs[job.job_id] = job
+            fault = fault or self.faults.take(connection_id, JOB_FAULTS)
             response = job.to_json()
-        stamp = SyncStamp(sync_id=job.job_id, generation_id=len(earlier) + 1, started_at=started_at)
-        thread = threading.Thread(target=self._run, args=(job, stamp), name=f"sync-{job.job_id}", daemon=True)
+        thread = threading.Thread(target=self._run, args=(job, fault), name=f"sync-{job.job_id}", daemon=True)
         self._threads = [*(t for t in self._threads if t.is_alive()), thread]
         thread.start()
         return response
 
+    def cancel(self, job_id: int, reason: str) -> None:
+        """Ask an active job to stop; it ends ``cancelled`` (no effect on an ended job)."""
+        with self.lock:
+            job = self.jobs[job_id]
+            if job.status in ACTIVE_STATUSES and not job.cancel.is_set():
+                job.cancel_reason = reason
+                job.cancel.set()
+
     def shutdown(self) -> None:
-        """Cancel running syncs (their new files are deleted) and wait up to 10 s for them."""
-        self._stopping.set()
+        """Cancel active jobs (their new files are deleted) and wait up to 10 s for them."""
+        with self.lock:
+            job_ids = list(self.jobs)
+        for job_id in job_ids:
+            self.cancel(job_id, "the server is shutting down")
         for thread in self._threads:
             thread.join(SHUTDOWN_WAIT_S)
 
-    def _update(self, job: Job, status: str | None = None, rows: int = 0, nbytes: int = 0) -> None:
+    def _set(self, job: Job, status: str | None = None, rows: int = 0, nbytes: int = 0) -> None:
         with self.lock:
             job.status = status or job.status
-            job.rows_synced += rows
-            job.bytes_synced += nbytes
-            job.updated_at = _now()
+            job.updated_at = now()
+            attempt = job.attempts[-1]
+            attempt.rows += rows
+            attempt.nbytes += nbytes
+            attempt.updated_at = job.updated_at
 
-    def _run(self, job: Job, stamp: SyncStamp) -> None:
+    def _new_attempt(self, job: Job) -> None:
+        with self.lock:
+            created = now()
+            if job.attempts:  # distinct file names from the failed attempt's
+                created = max(created, job.attempts[-1].created_at + timedelta(milliseconds=1))
+            job.attempts.append(Attempt(len(job.attempts), created))
+            job.status, job.updated_at = "running", created
+
+    def _end_attempt(self, job: Job, status: str, job_status: str, failure: Failure | None) -> None:
+        with self.lock:
+            attempt = job.attempts[-1]
+            attempt.status, attempt.failure = status, failure
+            attempt.ended_at = attempt.updated_at = job.updated_at = now()
+            job.status = job_status
+
+    def _check(self, job: Job) -> None:
+        if job.cancel.is_set():
+            raise SyncCancelled(job.cancel_reason)
+
+    def _wait(self, job: Job, seconds: float | None) -> None:
+        """Sleep ``seconds`` (None: until cancelled); raise :class:`SyncCancelled` if cancelled."""
+        if job.cancel.wait(seconds):
+            raise SyncCancelled(job.cancel_reason)
+
+    def _run(self, job: Job, fault: Fault | None) -> None:
         config = self.connections[job.connection_id]
-        self._update(job, "running")
-        logger.info(
-            "job %d: sync of %s started (generation %d)", job.job_id, config.name, stamp.generation_id
-        )
-        written: list[str] = []
+        self._new_attempt(job)
+        logger.info("job %d: sync of %s started", job.job_id, config.name)
         try:
-            for stream in config.streams:
-                self._write_stream(job, config, stream.name, stamp, written)
-            self._delete_older_files(config, set(written))
+            if fault is not None and fault.kind == "incomplete":
+                self._sync(job, config)
+                self._fail(job, "incomplete", Failure("source", "system_error", fault.reason, now()))
+                self._wait(job, fault.seconds)
+                self._new_attempt(job)
+            results = self._sync(job, config)
+            if fault is not None:
+                self._injected(job, fault)
+            self._commit(job, config, results)
+        except SyncCancelled as err:
+            cancelled = Failure("airbyte_platform", "manual_cancellation", f"cancelled: {err}", now())
+            self._fail(job, "cancelled", cancelled)
+        except SyncError as err:
+            self._fail(job, "failed", Failure(err.origin, err.failure_type, str(err), now()))
+        except (BotoCoreError, ClientError) as err:
+            self._fail(job, "failed", Failure("destination", "system_error", f"S3: {err}", now()))
         except Exception as err:
-            status = "cancelled" if isinstance(err, SyncCancelled) else "failed"
-            expected = isinstance(err, (SyncError, SyncCancelled))  # else log the traceback too
-            logger.error(
-                "job %d: sync of %s %s: %s", job.job_id, config.name, status, err, exc_info=not expected
+            logger.exception("job %d: sync of %s broke", job.job_id, config.name)
+            self._fail(job, "failed", Failure("replication", "system_error", repr(err), now()))
+        else:
+            self._end_attempt(job, "succeeded", "succeeded", None)
+            logger.info(
+                "job %d: sync of %s succeeded, %d rows", job.job_id, config.name, job.attempts[-1].rows
             )
-            try:
-                self._delete(written)
-            finally:
-                self._update(job, status)
-            return
-        self._update(job, "succeeded")
-        logger.info("job %d: sync of %s succeeded, %d rows", job.job_id, config.name, job.rows_synced)
 
-    def _write_stream(
-        self, job: Job, config: ConnectionConfig, stream: str, stamp: SyncStamp, written: list[str]
-    ) -> None:
-        """Write one stream's parts, appending each key to ``written`` as soon as it exists."""
-        path = source_file(self.source_dir, config, stream)
-        schema = infer_schema(path)
-        prefix = config.destination.stream_prefix(stream)
-        for part, (records, nbytes) in enumerate(batches(read_records(path), self.rows_per_file)):
-            if self._stopping.is_set():
-                raise SyncCancelled("the server is shutting down")
+    def _injected(self, job: Job, fault: Fault) -> None:
+        """Apply a job fault once the attempt has written its files (see :mod:`devstack.airbyte_faults`)."""
+        if fault.kind == "slow":
+            self._wait(job, fault.seconds)
+        elif fault.kind == "hang":
+            self._wait(job, None)
+        elif fault.kind == "fail":
+            raise SyncError(fault.reason)
+        elif fault.kind == "cancel":
+            raise SyncCancelled(fault.reason)
+
+    def _fail(self, job: Job, job_status: str, failure: Failure) -> None:
+        """Delete the current attempt's files and end it failed, the job ``job_status``."""
+        logger.error("job %d: attempt %s: %s", job.job_id, job_status, failure.message)
+        try:
+            self._delete(job.attempts[-1].keys)
+        finally:
+            self._end_attempt(job, "failed", job_status, failure)
+
+    def _sync(self, job: Job, config: ConnectionConfig) -> list[StreamResult]:
+        """Write every stream for the current attempt; the states the streams reach on success."""
+        return [self._write_stream(job, config, stream) for stream in config.streams]
+
+    def _write_stream(self, job: Job, config: ConnectionConfig, stream: StreamConfig) -> StreamResult:
+        """Write one stream's parts, appending each key to the attempt's keys as soon as it exists."""
+        path = source_file(self.source_dir, config, stream.name)
+        state = self.state.stream(config.name, stream.name)
+        cursor_field = stream.cursor_field if stream.incremental else None
+        since = self._state_cursor(stream, state) if cursor_field else None
+
+        def emitted() -> Iterator[tuple[SourceRecord, Any]]:
+            for source in read_records(path):
+                if cursor_field is None:
+                    yield source, None
+                    continue
+                cursor = declared_value(stream, source, path, cursor_field)
+                if cursor is None or since is None or cursor >= since:
+                    yield source, cursor
+
+        extra = ExtraColumns(stream)
+        greatest: tuple[Any, Any] | None = None  # (typed, JSON) of the greatest emitted cursor
+        for source, cursor in emitted():
+            self._check(job)
+            extra.add(source.record)
+            if cursor is not None and (greatest is None or cursor > greatest[0]):
+                greatest = (cursor, source.record[cursor_field])
+        schema = stream_schema(stream, extra.fields())
+        if cursor_field:
+            generation, new_state = 0, ({"cursor": greatest[1]} if greatest else state)
+        else:
+            generation = int(state.get("generation_id", 0)) + 1
+            new_state = {"generation_id": generation}
+        attempt = job.attempts[-1]
+        stamp = SyncStamp(job.job_id, generation, attempt.created_at)
+        prefix = config.destination.stream_prefix(stream.name)
+        for part, records in enumerate(batches((s for s, _ in emitted()), self.rows_per_file)):
+            self._check(job)
             key = prefix + stamp.file_name(part)
-            body = parquet_bytes(records_table(records, schema, stamp))
+            body = parquet_bytes(records_table(stream, path, records, schema, stamp))
             self.s3().put_object(Bucket=self.bucket, Key=key, Body=body)
-            written.append(key)
-            self._update(job, rows=len(records), nbytes=nbytes)
+            attempt.keys.append(key)
+            self._set(job, rows=len(records), nbytes=sum(r.nbytes for r in records))
+        return StreamResult(stream, new_state)
 
-    def _delete_older_files(self, config: ConnectionConfig, keep: set[str]) -> None:
-        """Overwrite: remove every object under each stream's prefix that is not in ``keep``."""
+    def _state_cursor(self, stream: StreamConfig, state: dict[str, Any]) -> Any:
+        """The stored cursor as the cursor column's type (None without state)."""
+        try:
+            return typed_value(state.get("cursor"), stream.columns[stream.cursor_field or ""])
+        except ValueError as err:
+            raise SyncError(
+                f"stream {stream.name}: the cursor {state['cursor']!r} in {self.state.path} is not a "
+                f"valid {stream.columns[stream.cursor_field or '']} ({err})",
+                origin="replication",
+            ) from err
+
+    def _commit(self, job: Job, config: ConnectionConfig, results: list[StreamResult]) -> None:
+        """Overwrite streams: delete the objects this attempt did not write; then save the state."""
+        self._check(job)  # the last moment a cancellation is taken: then the job succeeds
+        keep = set(job.attempts[-1].keys)
         paginator = self.s3().get_paginator("list_objects_v2")
-        for stream in config.streams:
-            prefix = config.destination.stream_prefix(stream.name)
-            pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+        for result in results:
+            if result.stream.incremental:
+                continue
+            pages = paginator.paginate(
+                Bucket=self.bucket, Prefix=config.destination.stream_prefix(result.stream.name)
+            )
             self._delete(
                 [obj["Key"] for page in pages for obj in page.get("Contents", ()) if obj["Key"] not in keep]
             )
+        self.state.save(config.name, {r.stream.name: r.state for r in results})
 
     def _delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
@@ -429,12 +481,6 @@ class SyncService:
             if answer.get("Errors"):
                 first = answer["Errors"][0]
                 raise RuntimeError(f"could not delete {len(answer['Errors'])} objects, e.g. {first}")
-
-
-def _now() -> datetime:
-    """Now in UTC, truncated to milliseconds (the precision of ``_airbyte_extracted_at``)."""
-    moment = datetime.now(timezone.utc)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 # --- authentication --------------------------------------------------------------------------------
@@ -468,10 +514,10 @@ class TokenIssuer:
 # --- HTTP ------------------------------------------------------------------------------------------
 
 
-def problem(status: int, title: str, detail: str) -> JSONResponse:
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """An error in Airbyte's problem JSON shape."""
     body = {"type": f"{ERRORS_URL}#{status}", "title": title, "status": status, "detail": detail}
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
 async def request_fields(request: Request) -> dict[str, Any]:
@@ -488,6 +534,17 @@ async def request_fields(request: Request) -> dict[str, Any]:
 
 def connection_json(connection_id: str, config: ConnectionConfig, created_at: int) -> dict[str, Any]:
     """The connection as Airbyte's ``ConnectionResponse``."""
+
+    def stream_json(stream: StreamConfig) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": stream.name,
+            "syncMode": stream.sync_mode,
+            "primaryKey": [[column] for column in stream.primary_key],
+        }
+        if stream.incremental and stream.cursor_field:
+            body["cursorField"] = [stream.cursor_field]
+        return body
+
     return {
         "connectionId": connection_id,
         "name": config.name,
@@ -501,13 +558,15 @@ def connection_json(connection_id: str, config: ConnectionConfig, created_at: in
         "namespaceDefinition": "custom_format",
         "namespaceFormat": config.destination.namespace,
         "nonBreakingSchemaUpdatesBehavior": "ignore",
-        "configurations": {
-            "streams": [
-                {"name": s.name, "syncMode": "full_refresh_overwrite", "primaryKey": [[s.primary_key]]}
-                for s in config.streams
-            ]
-        },
+        "configurations": {"streams": [stream_json(s) for s in config.streams]},
     }
+
+
+def _int_param(value: str | None, default: int, low: int, high: int) -> int | None:
+    """A query parameter as an int in ``[low, high]`` (``default`` when absent), None when invalid."""
+    if value is None:
+        return default
+    return int(value) if value.isdigit() and low <= int(value) <= high else None
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -523,6 +582,7 @@ def create_app(
     client_secret: str,
     *,
     rows_per_file: int = ROWS_PER_FILE,
+    state_file: Path | None = None,
 ) -> Starlette:
     """The API app serving ``connections``.
 
@@ -534,12 +594,16 @@ def create_app(
         bucket: the S3 destination's bucket (must exist when a sync runs).
         client_id, client_secret: the only accepted client credentials.
         rows_per_file: rows per Parquet part.
+        state_file: the state file (default :func:`default_state_file`).
 
     Raises:
         KeyError: a connection has no id in ``connection_ids``.
+        ValueError: the state file exists but cannot be read as one.
     """
     by_id = {connection_ids[config.name]: config for config in connections}
-    service = SyncService(by_id, source_dir, s3_client_factory, bucket, rows_per_file)
+    state = StateStore(state_file or default_state_file(source_dir))
+    faults = FaultBook()
+    service = SyncService(by_id, source_dir, s3_client_factory, bucket, rows_per_file, state, faults)
     tokens = TokenIssuer(client_id, client_secret)
     created_at = int(time.time())
 
@@ -551,6 +615,30 @@ def create_app(
             return await handler(request)
 
         return checked
+
+    async def injected(connection_id: str) -> Response | None:
+        """Apply the connection's request faults: wait out ``unresponsive``, answer ``throttle``
+        and ``server_error``; None when the request goes on."""
+        while (left := faults.unresponsive_for(connection_id)) > 0:
+            await asyncio.sleep(min(left, 0.05))
+        fault = faults.take(connection_id, REQUEST_FAULTS)
+        if fault is None:
+            return None
+        if fault.kind == "throttle":
+            return problem(429, "rate-limited", fault.reason, headers={"Retry-After": "0"})
+        return problem(503, "service-unavailable", fault.reason)
+
+    def no_connection(connection_id: str) -> Response:
+        return problem(404, "resource-not-found", f"Could not find a connection with id {connection_id}")
+
+    def job_id_of(request: Request) -> int | None:
+        text = request.path_params["jobId"]
+        return int(text) if text.isdigit() and service.job_connection(int(text)) else None
+
+    def no_job(request: Request) -> Response:
+        return problem(
+            404, "resource-not-found", f"Could not find a job with id {request.path_params['jobId']}"
+        )
 
     async def token(request: Request) -> Response:
         fields = await request_fields(request)
@@ -566,8 +654,10 @@ def create_app(
         connection_id = request.path_params["connectionId"]
         config = by_id.get(connection_id)
         if config is None:
-            return problem(404, "resource-not-found", f"Could not find a connection with id {connection_id}")
-        return JSONResponse(connection_json(connection_id, config, created_at))
+            return no_connection(connection_id)
+        return await injected(connection_id) or JSONResponse(
+            connection_json(connection_id, config, created_at)
+        )
 
     @authenticated
     async def create_job(request: Request) -> Response:
@@ -576,19 +666,113 @@ def create_app(
         if fields.get("jobType") != "sync":
             return problem(400, "bad-request", "only jobType 'sync' is supported")
         if connection_id not in by_id:
-            return problem(404, "resource-not-found", f"Could not find a connection with id {connection_id}")
+            return no_connection(connection_id)
+        if answer := await injected(connection_id):
+            return answer
         job = service.start_sync(connection_id)
         if job is None:
             return problem(409, "conflict", f"A sync is already running for connection {connection_id}")
         return JSONResponse(job)
 
     @authenticated
+    async def list_jobs(request: Request) -> Response:
+        params = request.query_params
+        connection_id = params.get("connectionId")
+        if connection_id is not None and connection_id not in by_id:
+            return no_connection(connection_id)
+        limit = _int_param(params.get("limit"), 20, 1, 100)
+        offset = _int_param(params.get("offset"), 0, 0, sys.maxsize)
+        order_field, _, method = params.get("orderBy", "createdAt|DESC").partition("|")
+        if (
+            limit is None
+            or offset is None
+            or order_field not in ORDER_FIELDS
+            or method not in ("ASC", "DESC")
+        ):
+            detail = "limit must be 1-100, offset >= 0, orderBy createdAt|updatedAt followed by |ASC or |DESC"
+            return problem(400, "bad-request", detail)
+        if connection_id is not None and (answer := await injected(connection_id)):
+            return answer
+        jobs = service.list_jobs(
+            connection_id, params.get("status"), ORDER_FIELDS[order_field], method == "DESC"
+        )
+        if params.get("jobType", "sync") != "sync":
+            jobs = []
+        body: dict[str, Any] = {"data": jobs[offset : offset + limit]}
+        if offset + limit < len(jobs):
+            body["next"] = str(request.url.include_query_params(offset=offset + limit, limit=limit))
+        if offset > 0:
+            body["previous"] = str(
+                request.url.include_query_params(offset=max(offset - limit, 0), limit=limit)
+            )
+        return JSONResponse(body)
+
+    @authenticated
     async def get_job(request: Request) -> Response:
-        job_id = request.path_params["jobId"]
-        job = service.job_json(int(job_id)) if job_id.isdigit() else None
-        if job is None:
-            return problem(404, "resource-not-found", f"Could not find a job with id {job_id}")
-        return JSONResponse(job)
+        job_id = job_id_of(request)
+        if job_id is None:
+            return no_job(request)
+        return await injected(service.job_connection(job_id) or "") or JSONResponse(
+            service.job(job_id, Job.to_json)
+        )
+
+    @authenticated
+    async def cancel_job(request: Request) -> Response:
+        job_id = job_id_of(request)
+        if job_id is None:
+            return no_job(request)
+        if answer := await injected(service.job_connection(job_id) or ""):
+            return answer
+        service.cancel(job_id, "cancelled through the API")
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while service.job_status(job_id) in ACTIVE_STATUSES and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return JSONResponse(service.job(job_id, Job.to_json))
+
+    @authenticated
+    async def config_get_job(request: Request) -> Response:
+        fields = await request_fields(request)
+        job_id = fields.get("id")
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            return JSONResponse({"message": 'the body must be {"id": <job id>}'}, status_code=422)
+        info = service.job(job_id, Job.info_json)
+        if info is None:
+            return JSONResponse(
+                {
+                    "message": f"Could not find job with id: {job_id}",
+                    "exceptionClassName": "IdNotFoundKnownException",
+                },
+                status_code=404,
+            )
+        return JSONResponse(info)
+
+    @authenticated
+    async def put_fault(request: Request) -> Response:
+        connection_id = request.path_params["connectionId"]
+        if connection_id not in by_id:
+            return no_connection(connection_id)
+        try:
+            fault = parse_fault(json.loads(await request.body() or b"null"))
+        except ValueError as err:
+            return problem(400, "bad-request", str(err))
+        body: dict[str, Any] = {"connectionId": connection_id, **fault.to_json()}
+        if fault.kind == "already_running":
+            job = service.start_sync(connection_id, Fault("slow", seconds=fault.seconds))
+            if job is None:
+                return problem(409, "conflict", f"A sync is already running for connection {connection_id}")
+            body["jobId"] = job["jobId"]
+        else:
+            faults.set(connection_id, fault)
+        logger.info("connection %s: injected fault %s", by_id[connection_id].name, fault.to_json())
+        return JSONResponse(body)
+
+    @authenticated
+    async def delete_fault(request: Request) -> Response:
+        connection_id = request.path_params["connectionId"]
+        if connection_id not in by_id:
+            return no_connection(connection_id)
+        faults.clear(connection_id)
+        return Response(status_code=204)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -597,10 +781,15 @@ def create_app(
 
     return Starlette(
         routes=[
-            Route("/v1/applications/token", token, methods=["POST"]),
-            Route("/v1/connections/{connectionId}", get_connection, methods=["GET"]),
-            Route("/v1/jobs", create_job, methods=["POST"]),
-            Route("/v1/jobs/{jobId}", get_job, methods=["GET"]),
+            Route(f"{PUBLIC_API}/applications/token", token, methods=["POST"]),
+            Route(f"{PUBLIC_API}/connections/{{connectionId}}", get_connection, methods=["GET"]),
+            Route(f"{PUBLIC_API}/jobs", create_job, methods=["POST"]),
+            Route(f"{PUBLIC_API}/jobs", list_jobs, methods=["GET"]),
+            Route(f"{PUBLIC_API}/jobs/{{jobId}}", get_job, methods=["GET"]),
+            Route(f"{PUBLIC_API}/jobs/{{jobId}}", cancel_job, methods=["DELETE"]),
+            Route("/api/v1/jobs/get", config_get_job, methods=["POST"]),
+            Route("/devstack/connections/{connectionId}/fault", put_fault, methods=["PUT"]),
+            Route("/devstack/connections/{connectionId}/fault", delete_fault, methods=["DELETE"]),
         ],
         lifespan=lifespan,
     )
@@ -612,13 +801,14 @@ def main(argv: list[str] | None = None) -> None:
     Environment: ``AIRBYTE_CLIENT_ID``, ``AIRBYTE_CLIENT_SECRET`` (accepted credentials), ``S3_BUCKET``,
     ``S3_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` (destination)
     and, per connection, the variable its YAML names in ``connection_id_env`` (its id). A missing
-    variable exits with status 1 and a message naming it.
+    variable, or a state file that cannot be read, exits with status 1 and a message naming it.
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=8006)
     parser.add_argument("--source-dir", type=Path, required=True)
     parser.add_argument("--configs-dir", type=Path, default=INGESTION_CONFIGS_DIR)
+    parser.add_argument("--state-file", type=Path, help="default: <source-dir>/../airbyte_state.json")
     args = parser.parse_args(argv)
     connections = load_connection_configs(args.configs_dir)
     env = {name: required_env(name, "airbyte_server") for name in (*CREDENTIALS_ENV, *S3_ENV)}
@@ -628,15 +818,19 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(
-        connections,
-        connection_ids,
-        args.source_dir,
-        lambda: s3_client(env),
-        env["S3_BUCKET"],
-        env["AIRBYTE_CLIENT_ID"],
-        env["AIRBYTE_CLIENT_SECRET"],
-    )
+    try:
+        app = create_app(
+            connections,
+            connection_ids,
+            args.source_dir,
+            lambda: s3_client(env),
+            env["S3_BUCKET"],
+            env["AIRBYTE_CLIENT_ID"],
+            env["AIRBYTE_CLIENT_SECRET"],
+            state_file=args.state_file,
+        )
+    except ValueError as err:
+        sys.exit(f"airbyte_server: {err}")
     run_app(app, args.host, args.port)
 
 

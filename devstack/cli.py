@@ -210,10 +210,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if summary.success and not summary.checks_failed else 1
 
 
+def dagster_working_directory(stack: EmbeddedStack) -> Path:
+    """Where ``dagster dev`` runs so that the ``.env`` it loads (Dagster reads ``./.env`` and lets it
+    override the environment) is the stack's env file: the project root for the default
+    ``<project>/.env``, else ``<stack dir>/dagster-dev/`` with ``.env`` linked to the env file."""
+    if stack.env_file.resolve() == (PROJECT_ROOT / ".env").resolve():
+        return PROJECT_ROOT
+    directory = stack.directory / "dagster-dev"
+    directory.mkdir(exist_ok=True)
+    link = directory / ".env"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(stack.env_file.resolve())
+    return directory
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     was_running = _start_stack()
     prepare_dbt()
     ensure_dagster_home()
+    working_directory = dagster_working_directory(_stack())
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     command = [
         sys.executable,
@@ -228,7 +244,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         str(args.port),
     ]
     try:
-        return subprocess.call(command, cwd=PROJECT_ROOT)
+        return subprocess.call(command, cwd=working_directory)
     except KeyboardInterrupt:
         return 0
     finally:

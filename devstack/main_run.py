@@ -41,7 +41,8 @@ class RunSummary:
     def render(self) -> str:
         """A plain-text table: asset, partitions materialised, rows written, then the checks."""
         lines = [f"run {self.run_id}: {'SUCCESS' if self.success else 'FAILURE'}", ""]
-        lines.append(f"{'asset':<44} {'partitions':<26} {'rows':>10}")
+        width = max([len("asset"), *map(len, self.assets)])
+        lines.append(f"{'asset':<{width}} {'partitions':<26} {'rows':>10}")
         for name in sorted(self.assets):
             item = self.assets[name]
             parts = item.partitions
@@ -53,7 +54,7 @@ class RunSummary:
                 else f"{parts[0]}..{parts[-1]} ({len(parts)})"
             )
             rows = "-" if item.rows is None else str(item.rows)
-            lines.append(f"{name:<44} {span:<26} {rows:>10}")
+            lines.append(f"{name:<{width}} {span:<26} {rows:>10}")
         lines.append(
             "rows: what loaders wrote in this run; for dbt tables, their rows after it; '-' for views"
         )

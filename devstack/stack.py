@@ -83,6 +83,9 @@ PORT_VARIABLES = {
     "s3": "EMBEDDED_S3_PORT",
     "airbyte": "EMBEDDED_AIRBYTE_PORT",
 }
+# The ClickHouse endpoint's memory limit in bytes (its --max-memory-usage, the engine's
+# max_server_memory_usage); unset or empty: the endpoint's default, 2 GiB; 0: 90% of the RAM.
+CLICKHOUSE_MEMORY_VARIABLE = "EMBEDDED_CLICKHOUSE_MAX_MEMORY_USAGE"
 LANDING_BUCKET = "analytics-lake"
 ARCHIVE_BUCKET = "segment-archive"
 ARCHIVE_PREFIX = "segment-logs"
@@ -100,6 +103,11 @@ _KEPT_HEADERS = ("ContentType", "ContentEncoding", "ContentDisposition", "Conten
 
 class PortChoiceError(ValueError):
     """A chosen port is not a TCP port (1..65535), or two services were given one port."""
+
+
+class MemoryLimitChoiceError(PortChoiceError):
+    """``EMBEDDED_CLICKHOUSE_MAX_MEMORY_USAGE`` is not a whole number of bytes (a PortChoiceError, so
+    that the ``devstack`` command reports it as it reports a bad port choice)."""
 
 
 class PortTakenError(RuntimeError):
@@ -140,6 +148,24 @@ def ports_from_environment(environ: dict[str, str] | None = None) -> dict[str, i
         if value:
             ports[service] = _valid_port(value, variable)
     return ports
+
+
+def clickhouse_max_memory_usage(environ: dict[str, str] | None = None) -> int | None:
+    """The ClickHouse endpoint's memory limit in bytes set by ``EMBEDDED_CLICKHOUSE_MAX_MEMORY_USAGE``,
+    or None when it is unset or empty (the endpoint's default applies).
+
+    Raises:
+        MemoryLimitChoiceError: the value is not a whole number of bytes.
+    """
+    environ = os.environ if environ is None else environ
+    value = environ.get(CLICKHOUSE_MEMORY_VARIABLE, "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise MemoryLimitChoiceError(
+            f"{CLICKHOUSE_MEMORY_VARIABLE} must be a whole number of bytes (0: 90% of the RAM), not {value!r}"
+        )
+    return int(value)
 
 
 def _valid_port(value: str | int, name: str) -> int:
@@ -246,7 +272,7 @@ class EmbeddedStack:
             "S3_ENDPOINT_URL": f"http://{HOST}:{self.ports['s3']}",
             "AWS_ACCESS_KEY_ID": "embedded",
             "AWS_SECRET_ACCESS_KEY": secret("AWS_SECRET_ACCESS_KEY"),
-            "AIRBYTE_API_URL": f"http://{HOST}:{self.ports['airbyte']}/v1",
+            "AIRBYTE_API_URL": f"http://{HOST}:{self.ports['airbyte']}/api/public/v1",
             "AIRBYTE_CLIENT_ID": "embedded",
             "AIRBYTE_CLIENT_SECRET": secret("AIRBYTE_CLIENT_SECRET"),
             "SEGMENT_ARCHIVE_BUCKET": ARCHIVE_BUCKET,
@@ -261,9 +287,11 @@ class EmbeddedStack:
         """The command line of ``service``."""
         py, port = sys.executable, str(self.ports[service])
         if service == "clickhouse":
+            memory = clickhouse_max_memory_usage()
             return [
                 py, "-m", "devstack.clickhouse_server", "--host", HOST, "--port", port,
                 "--data-dir", str(self.directory / "clickhouse"),
+                *(["--max-memory-usage", str(memory)] if memory is not None else []),
             ]  # fmt: skip
         if service == "airbyte":
             return [
@@ -314,12 +342,15 @@ class EmbeddedStack:
         Raises:
             PortTakenError: a service's port accepts connections from another process; the message
                 names the port, the service and the variable choosing it. Nothing was started.
+            MemoryLimitChoiceError: ``EMBEDDED_CLICKHOUSE_MAX_MEMORY_USAGE`` is not a number of
+                bytes. Nothing was started.
             RuntimeError: a service is running on another port than :attr:`ports`, or did not
                 become ready within 60 s (the message names its log file; the services this call
                 started are stopped again).
             S3SnapshotError: the snapshot could not be restored (the services keep running; the
                 snapshot is kept whole until a restore completes, see :meth:`snapshot_s3`).
         """
+        clickhouse_max_memory_usage()  # a bad value fails before anything starts
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory.chmod(0o700)  # data, logs and snapshots: readable by their owner only
         self.run_dir.mkdir(parents=True, exist_ok=True)

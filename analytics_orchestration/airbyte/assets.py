@@ -3,9 +3,11 @@
 Per connection ``<name>`` with streams ``s``:
 
 - ``airbyte/<name>/<s>``: the stream's Parquet files in S3, materialised by one Airbyte sync job;
-- ``<clickhouse_database>/<s>``: the ClickHouse table bulk-loaded from those files with ``s3()``,
-  the dbt source of the staging models.
+- ``airbyte/<clickhouse_database>/<s>``: the ClickHouse table loaded from those files with ``s3()``
+  (:mod:`analytics_orchestration.airbyte.loads`), the dbt source of the staging models.
 """
+
+import time
 
 import pyarrow.parquet as pq
 from dagster import (
@@ -21,15 +23,15 @@ from dagster_aws.s3 import S3Resource
 from pyarrow import fs
 
 from analytics_orchestration.airbyte.config import ConnectionConfig, StreamConfig
+from analytics_orchestration.airbyte.loads import load_stream
 from analytics_orchestration.airbyte.resource import AirbyteResource
 from analytics_orchestration.cadences import CADENCE_TAG
-from analytics_orchestration.clickhouse.loads import replace_table_from_s3
 from analytics_orchestration.clickhouse.resource import (
     CLICKHOUSE_LOAD_POOL,
     LOAD_RETRY_POLICY,
     ClickHouseResource,
 )
-from analytics_orchestration.clickhouse.s3 import clickhouse_source, list_keys
+from analytics_orchestration.clickhouse.s3 import clickhouse_source, list_objects
 
 
 def stream_files_key(config: ConnectionConfig, stream: StreamConfig) -> AssetKey:
@@ -60,8 +62,8 @@ def build_sync_asset(config: ConnectionConfig) -> AssetsDefinition:
             key=stream_files_key(config, stream),
             group_name=config.name,
             kinds={"airbyte", "s3"},
-            description=f"Airbyte stream '{stream.name}' of connection '{config.name}' as Parquet in S3 "
-            f"under {config.destination.stream_prefix(stream.name)}",
+            description=f"Airbyte stream '{stream.name}' of connection '{config.name}' "
+            f"({stream.sync_mode}) as Parquet in S3 under {config.destination.stream_prefix(stream.name)}",
         )
         for stream in config.streams
     ]
@@ -69,18 +71,23 @@ def build_sync_asset(config: ConnectionConfig) -> AssetsDefinition:
     @multi_asset(name=f"{config.name}_airbyte_sync", specs=specs)
     def _sync(context: AssetExecutionContext, airbyte: AirbyteResource, s3: S3Resource):
         connection_id = airbyte.connection_id(config)
-        job = airbyte.client().run_sync(connection_id, log=context.log.info)
+        started = time.monotonic()
+        job = airbyte.client().run_sync(
+            connection_id, timeout_s=config.sync_timeout.total_seconds(), log=context.log.info
+        )
         for stream in config.streams:
             prefix = config.destination.stream_prefix(stream.name)
-            files = list_keys(s3, airbyte.destination_bucket, prefix)
+            files = list_objects(s3, airbyte.destination_bucket, prefix)
             yield MaterializeResult(
                 asset_key=stream_files_key(config, stream),
                 metadata={
-                    "dagster/row_count": parquet_rows(s3, airbyte.destination_bucket, [k for k, _ in files]),
+                    "dagster/row_count": parquet_rows(s3, airbyte.destination_bucket, [f.key for f in files]),
                     "airbyte_job_id": job.job_id,
-                    "airbyte_rows_synced_all_streams": job.rows_synced or 0,
+                    "airbyte_records_synced_all_streams": job.rows_synced or 0,
+                    "airbyte_bytes_synced_all_streams": job.bytes_synced or 0,
+                    "sync_seconds": round(time.monotonic() - started, 1),
                     "files": len(files),
-                    "bytes": sum(size for _, size in files),
+                    "bytes": sum(f.size for f in files),
                     "s3_prefix": f"s3://{airbyte.destination_bucket}/{prefix}",
                 },
             )
@@ -89,7 +96,8 @@ def build_sync_asset(config: ConnectionConfig) -> AssetsDefinition:
 
 
 def build_load_asset(config: ConnectionConfig, stream: StreamConfig) -> AssetsDefinition:
-    """The ClickHouse table of one stream, rebuilt from the stream's current Parquet files."""
+    """The ClickHouse table of one stream, loaded from the files no earlier load took."""
+    key_text = ", ".join(stream.primary_key)
 
     @asset(
         key=stream_table_key(config, stream),
@@ -100,7 +108,8 @@ def build_load_asset(config: ConnectionConfig, stream: StreamConfig) -> AssetsDe
         pool=CLICKHOUSE_LOAD_POOL,
         retry_policy=LOAD_RETRY_POLICY,
         description=f"ClickHouse table {config.clickhouse_database}.{stream.name}: Airbyte stream "
-        f"'{stream.name}' bulk-loaded from S3 Parquet, one row per {stream.primary_key}.",
+        f"'{stream.name}' loaded from S3 Parquet ({stream.sync_mode}), ReplacingMergeTree versioned by "
+        f"_airbyte_extracted_at; read FINAL for one row per ({key_text}).",
     )
     def _load(
         context: AssetExecutionContext,
@@ -108,23 +117,35 @@ def build_load_asset(config: ConnectionConfig, stream: StreamConfig) -> AssetsDe
         s3: S3Resource,
         airbyte: AirbyteResource,
     ) -> MaterializeResult:
-        prefix = config.destination.stream_prefix(stream.name)
-        files = list_keys(s3, airbyte.destination_bucket, prefix)
-        source = (
-            clickhouse_source(s3, airbyte.destination_bucket, f"{prefix}*.parquet", "Parquet")
-            if files
-            else None
-        )
-        rows = replace_table_from_s3(
+        started = time.monotonic()
+        bucket = airbyte.destination_bucket
+        result = load_stream(
             clickhouse.get_client(),
             database=config.clickhouse_database,
-            table=stream.name,
-            primary_key=stream.primary_key,
-            version_column="_airbyte_extracted_at",
-            source=source,
+            stream=stream,
+            objects=list_objects(s3, bucket, config.destination.stream_prefix(stream.name)),
+            source_of=lambda key: clickhouse_source(s3, bucket, key, "Parquet"),
+            dagster_run_id=context.run.run_id,
         )
-        context.log.info(f"loaded {rows} rows into {config.clickhouse_database}.{stream.name}")
-        return MaterializeResult(metadata={"dagster/row_count": rows})
+        sync = context.instance.get_latest_materialization_event(stream_files_key(config, stream))
+        sync_metadata = sync.asset_materialization.metadata if sync and sync.asset_materialization else {}
+        table = f"{config.clickhouse_database}.{stream.name}"
+        if result.skipped:
+            context.log.info(f"{table}: no file that an earlier load did not take; nothing loaded")
+        else:
+            context.log.info(f"{table}: loaded {result.rows} rows from {result.files} files")
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": result.table_rows,
+                "files_loaded": result.files,
+                "rows_loaded": result.rows,
+                "bytes_loaded": result.bytes,
+                "columns_added": ", ".join(result.added_columns) or "none",
+                "load_seconds": round(time.monotonic() - started, 2),
+                "sync_mode": stream.sync_mode,
+                **{k: v for k, v in sync_metadata.items() if k.startswith("airbyte_")},
+            }
+        )
 
     return _load
 

@@ -6,7 +6,7 @@ from dagster import AssetSelection, Definitions, EnvVar, ScheduleDefinition, def
 from analytics_orchestration.airbyte.assets import build_connection_assets
 from analytics_orchestration.airbyte.config import load_connection_configs
 from analytics_orchestration.airbyte.resource import AirbyteResource
-from analytics_orchestration.cadences import CADENCES
+from analytics_orchestration.cadences import CADENCES, SCHEDULE_TIMEZONE
 from analytics_orchestration.segment.definitions import DAILY_SELECTION
 
 connections = load_connection_configs()
@@ -24,7 +24,11 @@ defs = Definitions(
     assets=[a for assets in connection_assets.values() for a in assets],
     jobs=list(connection_jobs.values()),
     schedules=[
-        ScheduleDefinition(job=connection_jobs[c.name], cron_schedule=CADENCES[c.cadence].cron)
+        ScheduleDefinition(
+            job=connection_jobs[c.name],
+            cron_schedule=CADENCES[c.cadence].cron,
+            execution_timezone=SCHEDULE_TIMEZONE,
+        )
         for c in connections
     ],
     resources={

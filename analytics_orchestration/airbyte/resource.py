@@ -12,7 +12,9 @@ class AirbyteResource(ConfigurableResource):
     """An Airbyte workspace reached through its public API, and the bucket its S3 destination writes.
 
     ``server_url`` is the API base, e.g. ``https://api.airbyte.com/v1`` (Airbyte Cloud) or
-    ``http://<host>:8000/api/public/v1`` (self-managed).
+    ``http://<host>:8000/api/public/v1`` (self-managed). ``request_timeout_seconds`` bounds one HTTP
+    request; ``retry_seconds`` how long 429, 5xx and connection failures are retried. How long a
+    whole sync may run is the connection's (``ConnectionConfig.sync_timeout``).
     """
 
     server_url: str
@@ -20,15 +22,18 @@ class AirbyteResource(ConfigurableResource):
     client_secret: str
     destination_bucket: str
     poll_interval_seconds: float = 2.0
-    timeout_seconds: float = 4 * 3600
+    request_timeout_seconds: float = 30.0
+    retry_seconds: float = 120.0
 
     def client(self) -> AirbyteClient:
         return AirbyteClient(
             server_url=self.server_url,
             client_id=self.client_id,
             client_secret=self.client_secret,
+            credential_names="AIRBYTE_CLIENT_ID / AIRBYTE_CLIENT_SECRET",
             poll_interval_s=self.poll_interval_seconds,
-            timeout_s=self.timeout_seconds,
+            request_timeout_s=self.request_timeout_seconds,
+            retry_s=self.retry_seconds,
         )
 
     @staticmethod

@@ -76,7 +76,28 @@ def clickhouse_source(s3: S3Resource, bucket: str, key_glob: str, data_format: s
     )
 
 
+@dataclass(frozen=True)
+class S3Object:
+    """One object of a listing: its key, size in bytes and ETag (without quotes)."""
+
+    key: str
+    size: int
+    etag: str
+
+
+def list_objects(s3: S3Resource, bucket: str, prefix: str) -> list[S3Object]:
+    """Every object under ``prefix`` in ``bucket``, sorted by key (boto3 ``list_objects_v2``)."""
+    pages = s3.get_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(
+        (
+            S3Object(obj["Key"], obj["Size"], obj.get("ETag", "").strip('"'))
+            for page in pages
+            for obj in page.get("Contents", [])
+        ),
+        key=lambda obj: obj.key,
+    )
+
+
 def list_keys(s3: S3Resource, bucket: str, prefix: str) -> list[tuple[str, int]]:
     """``(key, size in bytes)`` of every object under ``prefix``, sorted by key."""
-    pages = s3.get_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return sorted((obj["Key"], obj["Size"]) for page in pages for obj in page.get("Contents", []))
+    return [(obj.key, obj.size) for obj in list_objects(s3, bucket, prefix)]

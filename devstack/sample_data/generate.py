@@ -6,9 +6,12 @@ Same arguments and seed give byte-identical files. Output under ``out_dir``:
   destination archive (see :mod:`.segment`), ``<received-day>`` the UTC midnight in unix ms;
 * ``airbyte-sources/<connection name>/<stream>.jsonl``: per Airbyte connection in
   ``ingestion_configs/`` (or those passed in), the records of each stream it declares, in the file the
-  embedded Airbyte server syncs it from (:func:`devstack.airbyte_server.source_file`). A connection's
-  ``source_type`` picks the module generating its streams (:data:`SAMPLE_SOURCES`; ``stripe``: see
-  :mod:`.stripe`); a source type or stream without a generator fails before anything is written.
+  embedded Airbyte server syncs it from (:func:`devstack.airbyte_server.source_file`), each record
+  with exactly the stream's declared columns. A connection's ``source_type`` picks the module
+  generating its streams (:data:`SAMPLE_SOURCES`: ``stripe`` :mod:`.stripe`, ``salesforce``
+  :mod:`.salesforce`, ``zendesk_support`` :mod:`.zendesk_support`); a source type or stream without a
+  generator fails before anything is written. All of them describe the same simulated company
+  (:mod:`.company`) as of the end of the last day; :mod:`.evolve` changes the files between syncs.
 
 Memory stays bounded by one day's call columns plus one hour's lines; at 1,000,000 calls a day that
 is a few hundred MB.
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +33,11 @@ import numpy as np
 from analytics_orchestration.airbyte.config import ConnectionConfig, load_connection_configs
 from devstack.airbyte_server import source_file
 
-from . import stripe
+from . import salesforce, stripe, zendesk_support
 from .behaviour import simulate_day
 from .company import Company, build_company, day_start_ms
 from .segment import write_day
+from .streams import StreamGenerators, write_streams
 
 AIRBYTE_SOURCES_DIR = "airbyte-sources"  # under out_dir: the embedded Airbyte server's --source-dir
 
@@ -42,17 +46,24 @@ AIRBYTE_SOURCES_DIR = "airbyte-sources"  # under out_dir: the embedded Airbyte s
 class SampleSource:
     """How the sample data of one Airbyte source type is made.
 
-    ``generators`` maps each stream name it can produce to its generator, registered in ``write``'s
-    module with ``@stream_generator(<stream name>)``; ``write(company, seed, files)`` writes the
-    streams named in ``files`` (stream -> JSON-lines path) and returns records (rows) per stream.
+    ``generators`` maps each stream name it can produce to its generator, registered in its module
+    with ``@stream_generator(<stream name>)``; ``units(company, seed)`` yields the units (e.g. one
+    organisation's objects) the generators turn into records, the same whichever streams are written.
     """
 
-    generators: Mapping[str, Callable]
-    write: Callable[[Company, int, Mapping[str, Path]], dict[str, int]]
+    generators: StreamGenerators
+    units: Callable[[Company, int], Iterable]
+
+    def write(self, company: Company, seed: int, config: ConnectionConfig, files: dict[str, Path]) -> dict:
+        """Write the streams of ``config`` named in ``files`` (stream -> JSON-lines path); return
+        records (rows) per stream (:func:`.streams.write_streams`)."""
+        return write_streams(self.units(company, seed), self.generators, config.streams, files)
 
 
 SAMPLE_SOURCES: dict[str, SampleSource] = {
-    "stripe": SampleSource(stripe.STREAM_GENERATORS, stripe.write_stripe),
+    "stripe": SampleSource(stripe.STREAM_GENERATORS, stripe.org_objects),
+    "salesforce": SampleSource(salesforce.STREAM_GENERATORS, salesforce.units),
+    "zendesk_support": SampleSource(zendesk_support.STREAM_GENERATORS, zendesk_support.units),
 }
 """Airbyte ``source_type`` (of a connection YAML) -> how its sample data is made."""
 
@@ -94,12 +105,12 @@ def airbyte_source_files(
                 f"Airbyte connection {config.name!r} has source_type {config.source_type!r}, for which "
                 f"the sample generator has no data (it has data for: {', '.join(sorted(SAMPLE_SOURCES))})"
             )
-        missing = [s.name for s in config.streams if s.name not in source.generators]
+        missing = source.generators.missing(s.name for s in config.streams)
         if missing:
             raise ValueError(
                 f"Airbyte connection {config.name!r} declares stream(s) {', '.join(map(repr, missing))} "
                 f"with no sample generator: add a function decorated with @stream_generator(<stream "
-                f"name>) to {source.write.__module__}"
+                f"name>) to {source.generators.module}"
             )
         files = {s.name: source_file(source_dir, config, s.name) for s in config.streams}
         plan.append((config, source, files))
@@ -147,7 +158,7 @@ def generate_sample(
         written_days.append(day)
         files += result.files
         lines += result.lines
-    records = {config.name: source.write(company, seed, paths) for config, source, paths in airbyte}
+    records = {config.name: source.write(company, seed, config, paths) for config, source, paths in airbyte}
     return SampleSummary(written_days, files, lines, records, out_dir)
 
 

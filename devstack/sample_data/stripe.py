@@ -3,33 +3,38 @@
 The streams written, and their files, are those of the Stripe connection in ``ingestion_configs/``
 (see :mod:`.generate`); this module has one generator per stream it can produce
 (:data:`STREAM_GENERATORS`: ``customers``, ``subscriptions``, ``invoices``, ``charges``, ``refunds``),
-writing one JSON object per line. Each object has exactly the top-level fields and nesting of
-Stripe's example object for its resource in Stripe's OpenAPI ``fixtures3.json``
-(``resources.customer`` / ``subscription`` / ``invoice`` / ``charge`` / ``refund``), built here from
-code, with realistic values: amounts in cents (USD), times in unix seconds (UTC), objects in their
-state at the snapshot (the end of the last simulated day).
+and :func:`org_objects` yields the units they read. Each object is built with the top-level fields and
+nesting of Stripe's example object for its resource in Stripe's OpenAPI ``fixtures3.json``
+(``resources.customer`` / ``subscription`` / ``invoice`` / ``charge`` / ``refund``), plus what
+Airbyte's source-stripe records carry besides (it pins API version 2022-11-15): ``updated`` (unix
+seconds of the object's latest change, the connector's cursor) on every object, ``is_deleted`` on
+customers, subscriptions and invoices, and the 2022-11-15 fields ``subscription.current_period_start``
+/ ``current_period_end`` / ``plan`` / ``quantity``, ``invoice.charge`` / ``paid`` / ``payment_intent``
+/ ``tax`` and ``charge.invoice``. The files hold the stream's declared columns of these objects
+(:func:`.streams.write_streams`). Values are realistic: amounts in cents (USD), times in unix seconds
+(UTC), objects in their state at the snapshot (the end of the last simulated day).
 
 One customer and one subscription per organisation that upgraded before the snapshot (the same
 organisations whose admins send Segment's ``Plan Upgraded``; ``metadata.organization_id`` links
 them). Invoices per billing period (a $0 invoice opens a trial), a charge per finalised invoice with
 a positive amount (failed attempts for unpaid ones), refunds for about 4% of successful charges.
-That API version's charge has no ``invoice`` field, so ``charge.metadata.invoice_id`` names it.
+A charge names its invoice in ``invoice`` (and ``metadata.invoice_id``); an invoice its latest
+charge in ``charge``. ``customer.subscription.deleted`` is Stripe's event for a canceled subscription,
+so a canceled subscription has ``is_deleted`` true, as the connector reports it.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import random
 import string
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from .company import INTERVALS, PLANS, TIMEZONES, TRIAL_DAYS, Company
+from .streams import StreamGenerators
 
 ACCOUNT = "Q7LmB7WZ01"  # the account segment of Stripe's long ids
 ACCOUNT_NAME = "Lumen Analytics, Inc."
@@ -203,6 +208,7 @@ def _customer(bl: _Billing, invoice_prefix: str, invoices: int, delinquent: bool
         "shipping": None,
         "tax_exempt": "none",
         "test_clock": None,
+        "is_deleted": False,
     }
 
 
@@ -298,6 +304,12 @@ def _subscription(
         "customer_account": None,
         "managed_payments": {"enabled": False},
         "billing_schedules": [],
+        "current_period_start": period[0],
+        "current_period_end": period[1],
+        "plan": bl.price.plan,
+        "quantity": 1,
+        "discount": None,
+        "is_deleted": status == "canceled",
     }
 
 
@@ -477,6 +489,11 @@ def _invoice(bl: _Billing, f: _InvoiceFacts) -> dict:
             "type": "subscription_details",
         },
         "customer_account": None,
+        "charge": None,
+        "paid": f.status == "paid",
+        "payment_intent": None,
+        "tax": None,
+        "is_deleted": False,
     }
 
 
@@ -586,6 +603,7 @@ def _charge(bl: _Billing, ids: _Ids, invoice: dict, created: int, succeeded: boo
         "transfer_data": None,
         "transfer_group": None,
         "source": None,
+        "invoice": invoice["id"],
     }
 
 
@@ -726,13 +744,58 @@ def _org_objects(bl: _Billing, ids: _Ids, snapshot: int) -> OrgObjects:
         (p for p in reversed(periods) if p[0] <= snapshot), periods[0] if periods else (bl.created,) * 2
     )
     latest = invoices[-1]["id"] if invoices else None
+    customer = _customer(bl, prefix, len(invoices), past_due)
+    subscription = _subscription(bl, sub, item, status, current, latest)
+    _stamp_updated(snapshot, customer, subscription, invoices, charges, refunds)
     return OrgObjects(
         snapshot=snapshot,
-        customer=_customer(bl, prefix, len(invoices), past_due),
-        subscription=_subscription(bl, sub, item, status, current, latest),
+        customer=customer,
+        subscription=subscription,
         invoices=invoices,
         charges=charges,
         refunds=refunds,
+    )
+
+
+def _latest(snapshot: int, *times: int | None) -> int:
+    """The latest of ``times`` (unix seconds, ``None`` ignored) that is not after ``snapshot``."""
+    return min(snapshot, max(t for t in times if t is not None))
+
+
+def _stamp_updated(
+    snapshot: int,
+    customer: dict,
+    subscription: dict,
+    invoices: list[dict],
+    charges: list[dict],
+    refunds: list[dict],
+) -> None:
+    """Set ``updated`` (unix seconds of the latest change up to ``snapshot``, source-stripe's cursor)
+    on every object, and each invoice's ``charge`` / ``payment_intent`` (its latest charge attempt)."""
+    for refund in refunds:
+        refund["updated"] = refund["created"]
+    refunded = {refund["charge"]: refund["created"] for refund in refunds}
+    attempts: dict[str, dict] = {}
+    for charge in charges:
+        charge["updated"] = _latest(snapshot, charge["created"], refunded.get(charge["id"]))
+        attempts[charge["invoice"]] = charge
+    for invoice in invoices:
+        charge = attempts.get(invoice["id"])
+        if charge is not None:
+            invoice.update(charge=charge["id"], payment_intent=charge["payment_intent"])
+        transitions = invoice["status_transitions"]
+        invoice["updated"] = _latest(
+            snapshot,
+            invoice["created"],
+            transitions["finalized_at"],
+            transitions["paid_at"],
+            transitions["marked_uncollectible_at"],
+            charge and charge["updated"],
+        )
+    last_invoice = invoices[-1]["updated"] if invoices else None
+    customer["updated"] = _latest(snapshot, customer["created"], last_invoice)
+    subscription["updated"] = _latest(
+        snapshot, subscription["created"], subscription["canceled_at"], last_invoice
     )
 
 
@@ -757,34 +820,13 @@ def org_objects(c: Company, seed: int) -> Iterator[OrgObjects]:
 
 # --- one generator per stream ----------------------------------------------------------------------
 
-StreamGenerator = Callable[[OrgObjects], list[dict]]
-
-STREAM_GENERATORS: dict[str, StreamGenerator] = {}
-"""Stream name -> the function returning that stream's records of one organisation, in file order.
+STREAM_GENERATORS = StreamGenerators("Stripe", __name__)
+"""Stream name -> the function returning that stream's records of one organisation
+(:class:`OrgObjects`), in file order.
 
 Which streams are written, and where, comes from the Stripe connection's YAML in
 ``ingestion_configs/``; a stream is written only if the YAML declares it."""
-
-
-def stream_generator(name: str) -> Callable[[StreamGenerator], StreamGenerator]:
-    """Register the decorated function as the generator of stream ``name``.
-
-    The function takes one organisation's :class:`OrgObjects` and returns the stream's records of
-    that organisation (JSON-serialisable dicts). It must not mutate the objects or draw from the
-    shared random sequence, so that adding or removing a stream changes no other stream's records;
-    if it needs randomness, it seeds its own ``random.Random`` (e.g. from an object id).
-
-    Raises:
-        ValueError: ``name`` already has a generator.
-    """
-
-    def register(function: StreamGenerator) -> StreamGenerator:
-        if name in STREAM_GENERATORS:
-            raise ValueError(f"Stripe stream {name!r} already has a sample generator")
-        STREAM_GENERATORS[name] = function
-        return function
-
-    return register
+stream_generator = STREAM_GENERATORS.stream_generator
 
 
 @stream_generator("customers")
@@ -810,32 +852,3 @@ def _charges(org: OrgObjects) -> list[dict]:
 @stream_generator("refunds")
 def _refunds(org: OrgObjects) -> list[dict]:
     return org.refunds
-
-
-def write_stripe(c: Company, seed: int, files: Mapping[str, Path]) -> dict[str, int]:
-    """Write each stream's records to its file (stream name -> path of its ``.jsonl``), one JSON
-    object per line, one organisation at a time (bounded memory); return records (rows) per stream,
-    in the order of ``files``.
-
-    Raises:
-        ValueError: a stream has no generator (the message names every such stream); nothing is
-            written then.
-    """
-    missing = [name for name in files if name not in STREAM_GENERATORS]
-    if missing:
-        raise ValueError(
-            f"no sample generator for Stripe stream(s) {', '.join(map(repr, missing))}: add a function "
-            f"decorated with @stream_generator(<stream name>) to {__name__}"
-        )
-    counts = dict.fromkeys(files, 0)
-    with ExitStack() as stack:
-        handles = {}
-        for name, path in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handles[name] = stack.enter_context(path.open("w", encoding="utf-8"))
-        for objects in org_objects(c, seed):
-            for name, handle in handles.items():
-                records = STREAM_GENERATORS[name](objects)
-                handle.writelines(json.dumps(obj, separators=(",", ":")) + "\n" for obj in records)
-                counts[name] += len(records)
-    return counts

@@ -106,7 +106,16 @@ def _connection(name="shop", database="raw_shop", streams=("orders", "items")) -
         cadence="daily",
         destination={"bucket_path": "airbyte", "namespace": name},
         clickhouse_database=database,
-        streams=tuple(StreamConfig(name=s, primary_key="id") for s in streams),
+        streams=tuple(
+            StreamConfig(
+                name=s,
+                sync_mode="full_refresh_overwrite",
+                primary_key=("id",),
+                order_by=("id",),
+                columns={"id": "string"},
+            )
+            for s in streams
+        ),
     )
 
 

@@ -16,7 +16,8 @@ import yaml
 from moto import mock_aws
 
 from analytics_orchestration.airbyte.config import ConnectionConfig, load_connection_configs
-from devstack.airbyte_server import SyncService, connection_json, source_file
+from devstack.airbyte_faults import FaultBook
+from devstack.airbyte_server import Job, StateStore, SyncService, connection_json, source_file
 from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR, airbyte_source_files, generate_sample
 
 STRIPE = next(config for config in load_connection_configs() if config.source_type == "stripe")
@@ -47,7 +48,8 @@ def test_every_configured_stream_has_a_sample_generator(tmp_path: Path) -> None:
 
 
 def test_a_stream_without_generator_fails_naming_it_before_writing(tmp_path: Path) -> None:
-    streams = [*STRIPE.model_dump(mode="json")["streams"], {"name": "no_such_stream", "primary_key": "id"}]
+    streams = STRIPE.model_dump(mode="json")["streams"]
+    streams.append({**streams[0], "name": "no_such_stream"})
     connections = _configs(tmp_path, streams=streams)
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=r"'stripe' declares stream\(s\) 'no_such_stream' with no sample"):
@@ -94,10 +96,11 @@ def test_generator_and_server_follow_the_yaml(tmp_path: Path) -> None:
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
-        service = SyncService({"c-1": config}, sources, lambda: s3, BUCKET, rows_per_file=1000)
+        state = StateStore(tmp_path / "airbyte_state.json")
+        service = SyncService({"c-1": config}, sources, lambda: s3, BUCKET, 1000, state, FaultBook())
         job_id = service.start_sync("c-1")["jobId"]
         deadline = time.monotonic() + 30
-        while (job := service.job_json(job_id))["status"] in ("pending", "running"):
+        while (job := service.job(job_id, Job.to_json))["status"] in ("pending", "running"):
             assert time.monotonic() < deadline, job
             time.sleep(0.02)
         keys = [obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]

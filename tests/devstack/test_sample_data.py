@@ -1,4 +1,5 @@
-"""The sample-data generator: determinism, Segment archive layout and contents, Stripe objects.
+"""The sample-data generator: determinism, Segment archive layout and contents, Airbyte source records
+(Stripe, Salesforce, Zendesk Support).
 
 The Airbyte streams checked are those of ``ingestion_configs/``; the test keeps no list of streams.
 """
@@ -14,17 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from analytics_orchestration.airbyte.config import load_connection_configs
+from analytics_orchestration.airbyte.config import ConnectionConfig, StreamConfig, load_connection_configs
 from devstack.airbyte_server import source_file
 from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR, SampleSummary, generate_sample, main
 
 START = datetime.date(2026, 1, 5)
 DAYS = 3
 EVENTS_PER_DAY = 8_000
-FIXTURES = Path("/work/shared/data/real/stripe_fixtures3.json")
 CONNECTIONS = load_connection_configs()
 STRIPE = next(config for config in CONNECTIONS if config.source_type == "stripe")
+SALESFORCE = next(config for config in CONNECTIONS if config.source_type == "salesforce")
+ZENDESK = next(config for config in CONNECTIONS if config.source_type == "zendesk_support")
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# ISO-8601 with an explicit UTC offset: Zendesk's "...:00Z", Salesforce's "...:00.000+0000".
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})$")
 
 
 def _generate(out: Path) -> SampleSummary:
@@ -81,9 +86,50 @@ def _valid_calls(archive: list[tuple[datetime.date, str]]) -> list[tuple[datetim
     ]
 
 
-def _stripe(sample: SampleSummary, stream: str) -> list[dict]:
-    path = source_file(sample.out_dir / AIRBYTE_SOURCES_DIR, STRIPE, stream)
+def _records(sample: SampleSummary, config: ConnectionConfig, stream: str) -> list[dict]:
+    path = source_file(sample.out_dir / AIRBYTE_SOURCES_DIR, config, stream)
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _stripe(sample: SampleSummary, stream: str) -> list[dict]:
+    return _records(sample, STRIPE, stream)
+
+
+def has_declared_type(value: object, kind: str) -> bool:
+    """Whether a JSON value is null or a value of Airbyte type ``kind`` as the source files carry it
+    (dates and timestamps as ISO text, objects and arrays as JSON objects and lists)."""
+    if value is None:
+        return True
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "date":
+        return isinstance(value, str) and bool(DATE.match(value))
+    if kind == "timestamp_with_timezone":
+        return isinstance(value, str) and bool(TIMESTAMP.match(value))
+    return isinstance(value, {"string": str, "object": dict, "array": list}[kind])
+
+
+def type_errors(records: list[dict], stream: StreamConfig) -> list[str]:
+    """Per record, what is not as declared: other columns than the declared ones, in another order,
+    or a value of another type; also a null or duplicate primary key."""
+    errors, keys = [], set()
+    for n, record in enumerate(records):
+        if list(record) != list(stream.columns):
+            errors.append(f"{stream.name}[{n}] columns {sorted(set(record) ^ set(stream.columns))}")
+        errors += [
+            f"{stream.name}[{n}].{column} = {record.get(column)!r} is not {kind}"
+            for column, kind in stream.columns.items()
+            if not has_declared_type(record.get(column), kind)
+        ]
+        key = tuple(record.get(column) for column in stream.primary_key)
+        if None in key or key in keys:
+            errors.append(f"{stream.name}[{n}] primary key {key} null or duplicate")
+        keys.add(key)
+    return errors
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -188,41 +234,70 @@ def test_behaviour_signups_identify_and_upgrades(sample: SampleSummary, archive:
     assert upgraded <= subscribed
 
 
-def _nesting_mismatches(fixture: object, obj: object, path: str) -> set[str]:
-    """Paths where ``obj`` nests differently from the fixture: other keys in a dict (free-form
-    ``metadata`` aside) or another JSON type where neither is null."""
-    if isinstance(fixture, dict) and isinstance(obj, dict):
-        if path.endswith(".metadata"):
-            return set()
-        found = {path} if set(fixture) != set(obj) else set()
-        for key in fixture.keys() & obj.keys():
-            found |= _nesting_mismatches(fixture[key], obj[key], f"{path}.{key}")
-        return found
-    if isinstance(fixture, list) and isinstance(obj, list) and fixture and obj:
-        return _nesting_mismatches(fixture[0], obj[0], f"{path}[]")
-    numbers = (int, float)
-    if fixture is None or obj is None or (isinstance(fixture, numbers) and isinstance(obj, numbers)):
-        return set()
-    return set() if type(fixture) is type(obj) else {path}
+@pytest.mark.parametrize(
+    "config, stream",
+    [(config, stream) for config in CONNECTIONS for stream in config.streams],
+    ids=[f"{config.name}.{stream.name}" for config in CONNECTIONS for stream in config.streams],
+)
+def test_records_carry_exactly_the_declared_columns_and_types(
+    sample: SampleSummary, config: ConnectionConfig, stream: StreamConfig
+) -> None:
+    records = _records(sample, config, stream.name)
+    assert records, f"{config.name}.{stream.name} has no records"
+    assert type_errors(records, stream) == []
+    if stream.cursor_field is not None:
+        assert all(record[stream.cursor_field] is not None for record in records)
+    if stream.deleted_column is not None:
+        assert all(record[stream.deleted_column] is False for record in records)
+    filled = {column for record in records for column, value in record.items() if value is not None}
+    assert len(filled) > len(stream.columns) / 2, (stream.name, set(stream.columns) - filled)
 
 
-def test_stripe_objects_have_the_fixture_keys_and_nesting(sample: SampleSummary) -> None:
-    if not FIXTURES.exists():
-        pytest.skip("Stripe fixtures3.json reference not available")
-    resources = json.loads(FIXTURES.read_text())["resources"]
-    for stream in (s.name for s in STRIPE.streams):
-        objects = _stripe(sample, stream)
-        assert objects, stream
-        kinds = {obj["object"] for obj in objects}
-        assert len(kinds) == 1, (stream, kinds)
-        resource = kinds.pop()
-        assert resource in resources, (stream, resource)
-        expected = set(resources[resource])
-        assert all(set(obj) == expected for obj in objects), stream
-        mismatches = set().union(
-            *(_nesting_mismatches(resources[resource], obj, resource) for obj in objects)
-        )
-        assert not mismatches, mismatches
+def test_stripe_cursor_is_the_latest_change(sample: SampleSummary) -> None:
+    snapshot = int(datetime.datetime.combine(START, datetime.time(), datetime.timezone.utc).timestamp())
+    snapshot += DAYS * 86_400
+    for stream in STRIPE.streams:  # `updated`, or `created` for streams without events
+        for obj in _stripe(sample, stream.name):
+            assert obj["created"] <= obj[stream.cursor_field] <= snapshot, (stream.name, obj["id"])
+    canceled = [s for s in _stripe(sample, "subscriptions") if s["status"] == "canceled"]
+    assert canceled and all(s["is_deleted"] and s["updated"] >= s["canceled_at"] for s in canceled)
+
+
+def test_salesforce_and_zendesk_link_to_the_product(sample: SampleSummary) -> None:
+    orgs = {s["metadata"]["organization_id"] for s in _stripe(sample, "subscriptions")}
+    accounts = _records(sample, SALESFORCE, "Account")
+    account_orgs = {a["Organization_Id__c"] for a in accounts}
+    assert orgs <= account_orgs and all(o.startswith("org_") for o in account_orgs)
+    account_ids = {a["Id"] for a in accounts}
+    opportunities = _records(sample, SALESFORCE, "Opportunity")
+    assert all(o["AccountId"] in account_ids for o in opportunities)
+    assert {"Closed Won", "Closed Lost"} <= {o["StageName"] for o in opportunities}
+    won = [o for o in opportunities if o["IsWon"]]
+    assert won and all(o["IsClosed"] and o["Probability"] == 100 for o in won)
+    contacts = _records(sample, SALESFORCE, "Contact")
+    assert all(c["AccountId"] in account_ids and c["Product_User_Id__c"].startswith("usr_") for c in contacts)
+    owners = {u["Id"] for u in _records(sample, SALESFORCE, "User")}
+    assert {a["OwnerId"] for a in accounts} <= owners
+
+    organizations = _records(sample, ZENDESK, "organizations")
+    assert all(o["external_id"].startswith("org_") for o in organizations)
+    users = _records(sample, ZENDESK, "users")
+    end_users = [u for u in users if u["role"] == "end-user"]
+    assert end_users and all(u["external_id"].startswith("usr_") for u in end_users)
+    tickets = _records(sample, ZENDESK, "tickets")
+    user_ids, org_ids = {u["id"] for u in users}, {o["id"] for o in organizations}
+    assert all(t["requester_id"] in user_ids and t["organization_id"] in org_ids for t in tickets)
+    assert all(t["generated_timestamp"] >= _parse_any(t["updated_at"]) for t in tickets)
+    ticket_ids = {t["id"] for t in tickets}
+    metrics = _records(sample, ZENDESK, "ticket_metrics")
+    assert sorted(m["ticket_id"] for m in metrics) == sorted(ticket_ids)
+    ratings = _records(sample, ZENDESK, "satisfaction_ratings")
+    assert ratings and all(r["ticket_id"] in ticket_ids for r in ratings)
+    assert {"good", "bad"} == {r["score"] for r in ratings}
+
+
+def _parse_any(value: str) -> int:
+    return int(datetime.datetime.fromisoformat(value).timestamp())
 
 
 def test_stripe_ids_are_consistent(sample: SampleSummary) -> None:
@@ -230,7 +305,7 @@ def test_stripe_ids_are_consistent(sample: SampleSummary) -> None:
     counts = {stream: len(objects) for stream, objects in streams.items()}
     assert sample.airbyte_records[STRIPE.name] == counts
     for stream in STRIPE.streams:  # primary keys unique, and one Stripe id prefix per stream
-        keys = [obj[stream.primary_key] for obj in streams[stream.name]]
+        keys = [tuple(obj[k] for k in stream.primary_key) for obj in streams[stream.name]]
         assert None not in keys and len(set(keys)) == len(keys), stream.name
     prefixes = {name: {obj["id"].split("_")[0] for obj in objects} for name, objects in streams.items()}
     assert all(len(found) == 1 for found in prefixes.values()), prefixes
@@ -241,7 +316,8 @@ def test_stripe_ids_are_consistent(sample: SampleSummary) -> None:
         i["customer"] in ids["customers"] and i["subscription"] in ids["subscriptions"]
         for i in streams["invoices"]
     )
-    assert all(c["metadata"]["invoice_id"] in ids["invoices"] for c in streams["charges"])
+    assert all(c["invoice"] == c["metadata"]["invoice_id"] in ids["invoices"] for c in streams["charges"])
+    assert all(i["charge"] in ids["charges"] for i in streams["invoices"] if i["charge"] is not None)
     assert all(r["charge"] in ids["charges"] for r in streams["refunds"])
     statuses = Counter(s["status"] for s in streams["subscriptions"])
     assert {"active", "trialing", "canceled"} <= set(statuses)

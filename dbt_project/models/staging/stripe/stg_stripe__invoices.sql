@@ -12,3 +12,4 @@ select
     toDateTime(created, 'UTC') as created_at,
     _airbyte_extracted_at as extracted_at
 from {{ source('stripe', 'invoices') }} final
+where not ifNull(is_deleted, false)
