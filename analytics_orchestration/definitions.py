@@ -1,6 +1,7 @@
 """The code location: each integration's ``Definitions`` merged, then the policies that cut across them.
 
-Folders (``segment/``, ``airbyte/``, ``dbt/``, ``clickhouse/``) each build their own ``defs``. Here
+Folders (``segment/``, ``airbyte/``, ``dbt/``, ``clickhouse/``, ``alerts/``) each build their own
+``defs``. Here
 they are merged and given: a freshness check for every asset tagged with a cadence
 (``analytics_orchestration.freshness``), a code reference from every asset to its source file (the UI
 links to it), the ``main_job`` over everything, and the in-process executor.
@@ -21,6 +22,7 @@ from dagster import (
 )
 
 from analytics_orchestration.airbyte import definitions as airbyte
+from analytics_orchestration.alerts import definitions as alerts
 from analytics_orchestration.clickhouse import definitions as clickhouse
 from analytics_orchestration.dbt import definitions as dbt
 from analytics_orchestration.freshness import freshness_checks, freshness_sensor
@@ -41,7 +43,7 @@ def _with_code_references(assets: list) -> list:
 
 def build_definitions() -> Definitions:
     """Merge the folders' ``defs`` and apply the policies above."""
-    merged = Definitions.merge(clickhouse.defs, segment.defs, airbyte.defs, dbt.defs)
+    merged = Definitions.merge(clickhouse.defs, segment.defs, airbyte.defs, dbt.defs, alerts.defs)
     assets = list(merged.assets or [])
     freshness = freshness_checks(assets)
     main_job = define_asset_job(

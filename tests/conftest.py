@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance
 
 from devstack.sample_data.generate import SampleSummary, generate_sample
 from devstack.stack import (
@@ -63,3 +64,19 @@ def sample_input(embedded_stack: EmbeddedStack) -> SampleSummary:
         ARCHIVE_PREFIX,
     )
     return summary
+
+
+@pytest.fixture(scope="session")
+def pipeline(sample_input: SampleSummary) -> dict:
+    """One completed main-job run over the sample days, shared by every test that checks the marts:
+    ``defs`` (the definitions), ``instance`` (an ephemeral Dagster instance), ``sample`` (what was
+    generated) and ``first`` (the run's :class:`devstack.main_run.RunSummary`)."""
+    from devstack.cli import prepare_dbt
+    from devstack.main_run import run_main_job
+
+    prepare_dbt()
+    from analytics_orchestration.definitions import defs
+
+    instance = DagsterInstance.ephemeral()
+    first = run_main_job(defs, SAMPLE_START, SAMPLE_START + timedelta(days=SAMPLE_DAYS - 1), instance)
+    return {"defs": defs, "instance": instance, "sample": sample_input, "first": first}

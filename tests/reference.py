@@ -7,7 +7,7 @@ import gzip
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 VALID_TYPES = {"track", "identify", "page", "screen", "group", "alias"}
@@ -112,3 +112,170 @@ def jsonl_distinct_ids(path: Path) -> int:
     """Distinct ``id`` values in a JSON-lines file of API objects."""
     with path.open() as handle:
         return len({json.loads(line)["id"] for line in handle if line.strip()})
+
+
+# --- Product marts ------------------------------------------------------------------------------
+# The definitions the dbt product models document, restated over the raw archive lines.
+
+PAID_PLANS = {"starter", "pro", "business"}
+KEY_FEATURES = {
+    "funnels",
+    "retention_charts",
+    "cohorts",
+    "alerts",
+    "sql_editor",
+    "scheduled_exports",
+    "api_access",
+}
+
+
+def distinct_calls(archive_dir: Path, day_for_folder: dict[str, date]) -> list[dict]:
+    """The valid calls under ``archive_dir``, one per messageId (its first delivery in received-day and
+    file order, as the pipeline keeps the earliest), each with ``_at`` (its timestamp, UTC)."""
+    first_seen: dict[str, dict] = {}
+    for folder, _day in sorted(day_for_folder.items(), key=lambda item: item[1]):
+        for path in sorted((archive_dir / folder).glob("*.gz")):
+            with gzip.open(path, "rt", encoding="utf-8") as handle:
+                for line in handle:
+                    line = line.rstrip("\n")
+                    if not line or reject_reason(line):
+                        continue
+                    call = json.loads(line)
+                    first_seen.setdefault(_id(call, "messageId"), call)
+    for call in first_seen.values():
+        call["_at"] = _parse_time(call["timestamp"])
+    return list(first_seen.values())
+
+
+def _text(mapping: object, key: str) -> str:
+    value = mapping.get(key) if isinstance(mapping, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def organization_of(call: dict) -> str:
+    """context.groupId, else properties / traits organization_id, else groupId, else ''."""
+    for holder, key in (
+        (call.get("context"), "groupId"),
+        (call.get("properties"), "organization_id"),
+        (call.get("traits"), "organization_id"),
+        (call, "groupId"),
+    ):
+        if value := _text(holder, key):
+            return value
+    return ""
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class ProductReference:
+    """User-days (user_key, day, organisation -> plan at the day's end), feature uses and the signup
+    funnel's per-user step times, from the distinct calls."""
+
+    user_days: dict[tuple[str, date, str], str] = field(default_factory=dict)
+    feature_uses: list[tuple[date, str, str, str]] = field(default_factory=list)  # day, user, org, feature
+    signups: dict[str, tuple[datetime, str]] = field(default_factory=dict)  # user -> (time, org)
+    onboarded: dict[str, list[datetime]] = field(default_factory=dict)
+    key_feature: dict[str, list[datetime]] = field(default_factory=dict)
+    upgrades: dict[str, list[datetime]] = field(default_factory=dict)  # organisation -> times
+
+    def active(self, day: date, window_days: int, segment: tuple[str, str] = ("all", "")) -> int:
+        """Distinct users active in the ``window_days`` days ending on ``day`` in the segment."""
+        kind, value = segment
+        users = set()
+        for (user, active_day, org), plan in self.user_days.items():
+            if not 0 <= (day - active_day).days < window_days:
+                continue
+            if (
+                kind == "all"
+                or (kind == "plan" and plan == value)
+                or (kind == "organization" and org == value)
+            ):
+                users.add(user)
+        return len(users)
+
+    def funnel(self, cohort: set[date], window_days: int = 14) -> tuple[int, int, int, int]:
+        """(signed up, onboarded, used a key feature, paid) of users signing up on the cohort's days,
+        each step's first call within the window and every earlier step reached."""
+        counts = [0, 0, 0, 0]
+        for user, (at, org) in self.signups.items():
+            if at.date() not in cohort:
+                continue
+            end = at + timedelta(days=window_days)
+            reached = [
+                True,
+                any(at <= t <= end for t in self.onboarded.get(user, [])),
+                any(at <= t <= end for t in self.key_feature.get(user, [])),
+                bool(org) and any(at <= t <= end for t in self.upgrades.get(org, [])),
+            ]
+            for step in range(4):
+                if not all(reached[: step + 1]):
+                    break
+                counts[step] += 1
+        return tuple(counts)
+
+    def retention(self, cohort_week: date, first: int, last: int) -> tuple[int, int]:
+        """(cohort users, users active between signup day + first and + last) of the users whose
+        signup falls in the week starting on ``cohort_week`` (a Monday)."""
+        active_days: dict[str, set[date]] = defaultdict(set)
+        for user, day, _org in self.user_days:
+            active_days[user].add(day)
+        cohort = [
+            (user, at.date())
+            for user, (at, _org) in self.signups.items()
+            if 0 <= (at.date() - cohort_week).days < 7
+        ]
+        retained = sum(
+            any(first <= (day - signup).days <= last for day in active_days[user]) for user, signup in cohort
+        )
+        return len(cohort), retained
+
+
+def product_reference(calls: list[dict]) -> ProductReference:
+    """Build the :class:`ProductReference` of the distinct calls (see :func:`distinct_calls`)."""
+    ref = ProductReference()
+    plan_changes: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for call in calls:
+        org = organization_of(call)
+        if call["type"] == "identify" and org and _text(call.get("traits"), "plan"):
+            plan_changes[org].append((call["_at"], call["traits"]["plan"]))
+        if call["type"] == "track" and call["event"] == "Plan Upgraded":
+            to_plan = _text(call.get("properties"), "to_plan")
+            if org and to_plan:
+                plan_changes[org].append((call["_at"], to_plan))
+            if org and to_plan in PAID_PLANS:
+                ref.upgrades.setdefault(org, []).append(call["_at"])
+    for changes in plan_changes.values():
+        changes.sort(key=lambda change: change[0])
+
+    def plan_at_end_of(org: str, day: date) -> str:
+        end = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
+        known = [plan for at, plan in plan_changes.get(org, []) if at < end]
+        return known[-1] if org and known else "unknown"
+
+    for call in calls:
+        if call["type"] not in ACTIVITY_TYPES:
+            continue
+        user = _id(call, "userId") or _id(call, "anonymousId")
+        org, day = organization_of(call), call["_at"].date()
+        ref.user_days[(user, day, org)] = plan_at_end_of(org, day)
+        if call["type"] != "track":
+            continue
+        properties = call.get("properties") or {}
+        if call["event"] == "Feature Used" and _text(properties, "feature"):
+            ref.feature_uses.append((day, user, org, properties["feature"]))
+            if properties["feature"] in KEY_FEATURES:
+                ref.key_feature.setdefault(user, []).append(call["_at"])
+        elif call["event"] == "Signed Up":
+            if user not in ref.signups or call["_at"] < ref.signups[user][0]:
+                ref.signups[user] = (call["_at"], org)
+        elif call["event"] == "Onboarding Step Completed":
+            step, total = _int(properties.get("step")), _int(properties.get("total_steps"))
+            if step is not None and step == total:
+                ref.onboarded.setdefault(user, []).append(call["_at"])
+    return ref

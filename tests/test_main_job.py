@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, materialize
 
 from analytics_orchestration.airbyte.config import load_connection_configs
 from analytics_orchestration.segment.partitions import received_day_folder
 from devstack.airbyte_server import source_file
-from devstack.cli import prepare_dbt
 from devstack.main_run import RunSummary, run_main_job
 from devstack.sample_data.evolve import current_state
 from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR
@@ -26,17 +24,6 @@ WINDOW = f"between '{START - timedelta(days=60)}' and '{START + timedelta(days=D
 STRIPE = next(c for c in load_connection_configs() if c.name == "stripe")
 STRIPE_STREAMS = [stream.name for stream in STRIPE.streams]
 RAW_STRIPE = STRIPE.clickhouse_database
-
-
-@pytest.fixture(scope="module")
-def pipeline(sample_input):
-    """The dbt manifest, the definitions and one completed main-job run over the sample days."""
-    prepare_dbt()
-    from analytics_orchestration.definitions import defs
-
-    instance = DagsterInstance.ephemeral()
-    first = run_main_job(defs, START, START + timedelta(days=DAYS - 1), instance)
-    return {"defs": defs, "instance": instance, "sample": sample_input, "first": first}
 
 
 def _client():

@@ -1,0 +1,79 @@
+{#-
+  One row per product organisation id (org_...) known to any of the four systems, with where it is
+  found and its record there. Join keys:
+    product (Segment)    -> the call's organisation (see int_cs__org_user_days; any call type here)
+    Stripe customer      -> stg_stripe__customers.organization_id (customer.metadata.organization_id)
+    Salesforce Account   -> stg_salesforce__accounts.organization_id (Account.Organization_Id__c)
+    Zendesk organization -> stg_zendesk_support__organizations.product_organization_id (external_id)
+  When a system holds several records for one organisation, the earliest created is taken.
+  A table rebuilt whole on each run: account_health_daily and account_system_matches both read it,
+  and the product side scans stg_segment__events once instead of at every read.
+-#}
+{{ config(materialized='table', engine='MergeTree()', order_by='organization_id') }}
+
+with product as (
+    select organization_id, min(event_date) as first_activity_date, max(event_date) as last_activity_date
+    from (
+        select
+            event_date,
+            coalesce(
+                nullIf(group_id, ''),
+                nullIf(JSONExtractString(context, 'groupId'), ''),
+                nullIf(JSONExtractString(properties, 'organization_id'), ''),
+                nullIf(JSONExtractString(traits, 'organization_id'), '')
+            ) as organization_id
+        from {{ ref('stg_segment__events') }} final
+    )
+    where organization_id is not null
+    group by organization_id
+),
+
+stripe as (
+    select organization_id, argMin(customer_id, (created_at, customer_id)) as stripe_customer_id
+    from {{ ref('stg_stripe__customers') }}
+    where organization_id != ''
+    group by organization_id
+),
+
+salesforce as (
+    select organization_id, argMin(account_id, (created_at, account_id)) as salesforce_account_id
+    from {{ ref('stg_salesforce__accounts') }}
+    where organization_id is not null and organization_id != ''
+    group by organization_id
+),
+
+zendesk as (
+    select
+        product_organization_id as organization_id,
+        argMin(zendesk_organization_id, (created_at, zendesk_organization_id)) as zendesk_organization_id
+    from {{ ref('stg_zendesk_support__organizations') }}
+    where product_organization_id is not null and product_organization_id != ''
+    group by product_organization_id
+),
+
+ids as (
+    select distinct organization_id
+    from (
+        select organization_id from product
+        union all select organization_id from stripe
+        union all select assumeNotNull(organization_id) from salesforce
+        union all select assumeNotNull(organization_id) from zendesk
+    )
+)
+
+select
+    assumeNotNull(ids.organization_id) as organization_id,
+    ids.organization_id in (select organization_id from product) as in_product,
+    ids.organization_id in (select organization_id from stripe) as in_stripe,
+    ids.organization_id in (select organization_id from salesforce) as in_salesforce,
+    ids.organization_id in (select organization_id from zendesk) as in_zendesk,
+    if(in_product, product.first_activity_date, null) as first_activity_date,
+    if(in_product, product.last_activity_date, null) as last_activity_date,
+    if(in_stripe, stripe.stripe_customer_id, null) as stripe_customer_id,
+    if(in_salesforce, salesforce.salesforce_account_id, null) as salesforce_account_id,
+    if(in_zendesk, zendesk.zendesk_organization_id, null) as zendesk_organization_id
+from ids
+left join product on product.organization_id = ids.organization_id
+left join stripe on stripe.organization_id = ids.organization_id
+left join salesforce on salesforce.organization_id = ids.organization_id
+left join zendesk on zendesk.organization_id = ids.organization_id

@@ -1,0 +1,68 @@
+{#-
+  One row per user_key x activity day x organisation x plan: the pre-aggregated activity every
+  active-user, retention and cohort mart reads instead of raw events.
+
+  Activity: a track, page or screen call (as daily_active_users); identify, group and alias are not.
+  user_key is userId, else anonymousId (an anonymous visitor before signup is a user of its own).
+  organization_id: the organisation the user's calls of that day name (macro product_organization_id),
+  '' for calls naming none (anonymous marketing pages). plan: the plan of that organisation at the
+  end of the UTC day (latest int_product__org_plan_changes row at or before 23:59:59.999), 'unknown'
+  when no identify or Plan Upgraded call of the organisation has been seen yet or the user has no
+  organisation.
+
+  Daily-tagged, delete+insert of the event days the run's received calls touch, from
+  stg_segment__events FINAL (deduplicated). A late identify / Plan Upgraded re-attributes only the
+  days the run recomputes; later days keep the plan they were computed with until recomputed
+  (the generator never sends these calls late; a full refresh recomputes every day).
+-#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='activity_date',
+        engine='MergeTree()',
+        partition_by='toYYYYMM(activity_date)',
+        order_by='(activity_date, organization_id, user_key)',
+        tags=['daily'],
+    )
+}}
+
+with events as (
+    {{ product_touched_calls(
+        env_var('SEGMENT_MIN_RECEIVED_DATE', '1970-01-01'),
+        env_var('SEGMENT_MAX_RECEIVED_DATE', '2999-12-31'),
+    ) }}
+),
+
+user_org_days as (
+    select
+        event_date as activity_date,
+        user_key,
+        {{ product_organization_id() }} as organization_id,
+        max(user_id is not null) as is_identified,
+        count() as activity_events,
+        countIf(type = 'track' and event = 'Feature Used') as feature_events,
+        min(event_at) as first_event_at,
+        max(event_at) as last_event_at,
+        -- end of the UTC day: the plan the organisation is on when the day closes
+        toDateTime64(activity_date + 1, 3, 'UTC') - toIntervalMillisecond(1) as day_end_at
+    from events
+    where type in ('track', 'page', 'screen')
+    group by activity_date, user_key, organization_id
+)
+
+select
+    d.activity_date as activity_date,
+    d.user_key as user_key,
+    d.organization_id as organization_id,
+    if(d.organization_id = '' or p.plan = '', 'unknown', p.plan) as plan,
+    d.is_identified as is_identified,
+    d.activity_events as activity_events,
+    d.feature_events as feature_events,
+    d.first_event_at as first_event_at,
+    d.last_event_at as last_event_at
+from user_org_days as d
+asof left join (
+    select organization_id, changed_at, plan from {{ ref('int_product__org_plan_changes') }}
+) as p
+    on d.organization_id = p.organization_id and p.changed_at <= d.day_end_at
