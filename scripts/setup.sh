@@ -8,5 +8,5 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e . -e './devstack[test]'
+.venv/bin/python -m pip install --quiet -e '.[production]' -e './devstack[test]'
 .venv/bin/devstack prepare >/dev/null

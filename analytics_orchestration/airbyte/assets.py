@@ -23,9 +23,10 @@ from dagster_aws.s3 import S3Resource
 from pyarrow import fs
 
 from analytics_orchestration.airbyte.config import ConnectionConfig, StreamConfig
-from analytics_orchestration.airbyte.loads import load_stream
+from analytics_orchestration.airbyte.loads import load_stream, stream_columns
 from analytics_orchestration.airbyte.resource import AirbyteResource
 from analytics_orchestration.cadences import CADENCE_TAG
+from analytics_orchestration.clickhouse.metadata import column_schema, table_metadata
 from analytics_orchestration.clickhouse.resource import (
     CLICKHOUSE_LOAD_POOL,
     LOAD_RETRY_POLICY,
@@ -107,6 +108,10 @@ def build_load_asset(config: ConnectionConfig, stream: StreamConfig) -> AssetsDe
         tags={CADENCE_TAG: config.cadence},
         pool=CLICKHOUSE_LOAD_POOL,
         retry_policy=LOAD_RETRY_POLICY,
+        metadata={
+            "dagster/table_name": f"{config.clickhouse_database}.{stream.name}",
+            "dagster/column_schema": column_schema(stream_columns(stream)),
+        },
         description=f"ClickHouse table {config.clickhouse_database}.{stream.name}: Airbyte stream "
         f"'{stream.name}' loaded from S3 Parquet ({stream.sync_mode}), ReplacingMergeTree versioned by "
         f"_airbyte_extracted_at; read FINAL for one row per ({key_text}).",
@@ -119,8 +124,9 @@ def build_load_asset(config: ConnectionConfig, stream: StreamConfig) -> AssetsDe
     ) -> MaterializeResult:
         started = time.monotonic()
         bucket = airbyte.destination_bucket
+        client = clickhouse.get_client()
         result = load_stream(
-            clickhouse.get_client(),
+            client,
             database=config.clickhouse_database,
             stream=stream,
             objects=list_objects(s3, bucket, config.destination.stream_prefix(stream.name)),
@@ -144,6 +150,7 @@ def build_load_asset(config: ConnectionConfig, stream: StreamConfig) -> AssetsDe
                 "load_seconds": round(time.monotonic() - started, 2),
                 "sync_mode": stream.sync_mode,
                 **{k: v for k, v in sync_metadata.items() if k.startswith("airbyte_")},
+                **table_metadata(client, config.clickhouse_database, stream.name),
             }
         )
 

@@ -36,6 +36,7 @@ from clickhouse_connect.driver.client import Client
 
 from analytics_orchestration.airbyte.config import StreamConfig, validate_identifier
 from analytics_orchestration.clickhouse.loads import swap_in
+from analytics_orchestration.clickhouse.metadata import table_columns
 from analytics_orchestration.clickhouse.s3 import S3Object, S3Source, run_with_source
 
 LEDGER_TABLE = "_airbyte_load_ledger"
@@ -137,16 +138,6 @@ def _create_stream_table(
         f"({_columns_sql(stream_columns(stream))}) "
         f"ENGINE = ReplacingMergeTree({VERSION_COLUMN}) ORDER BY ({order_by})"
     )
-
-
-def table_columns(client: Client, database: str, table: str) -> dict[str, str]:
-    """Column name to ClickHouse type of ``database.table``, in table order."""
-    result = client.query(
-        "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String} "
-        "ORDER BY position",
-        parameters={"db": database, "t": table},
-    )
-    return {name: kind for name, kind in result.result_rows}
 
 
 def file_columns(client: Client, source: S3Source, key: str) -> dict[str, str]:

@@ -29,6 +29,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from analytics_orchestration.cadences import CADENCE_TAG
+from analytics_orchestration.clickhouse.metadata import table_metadata
 from analytics_orchestration.clickhouse.resource import (
     CLICKHOUSE_LOAD_POOL,
     LOAD_RETRY_POLICY,
@@ -232,6 +233,7 @@ def _checks(
     retry_policy=LOAD_RETRY_POLICY,
     kinds={"clickhouse", "s3"},
     tags={CADENCE_TAG: "daily"},
+    metadata={"dagster/table_name": "raw_segment.events"},
     check_specs=[
         AssetCheckSpec(REJECTED_SHARE_CHECK, asset=EVENTS_KEY, description="rejected share of each day"),
         AssetCheckSpec(DAILY_VOLUME_CHECK, asset=EVENTS_KEY, description="each day's volume vs last week"),
@@ -281,6 +283,7 @@ def segment_events(
             "days": len(loads),
             "days_without_files": MetadataValue.json(empty),
             "per_day": MetadataValue.json({load.day.isoformat(): load.counts() for load in loads}),
+            **table_metadata(client, "raw_segment", "events"),
         },
         check_results=_checks(loads, shortfalls, compared, config),
     )

@@ -121,3 +121,12 @@ def test_load_metadata_names_the_airbyte_job_and_the_tables_rows(world: AirbyteW
         assert metadata["dagster/row_count"].value == expected
     for field in ("files_loaded", "rows_loaded", "bytes_loaded", "load_seconds"):
         assert field in metadata
+    assert metadata["dagster/table_name"].value == f"{config.clickhouse_database}.{stream.name}"
+    columns = [column.name for column in metadata["dagster/column_schema"].value.columns]
+    assert columns[:4] == [
+        "_airbyte_raw_id",
+        "_airbyte_extracted_at",
+        "_airbyte_meta",
+        "_airbyte_generation_id",
+    ]
+    assert set(stream.columns) <= set(columns)

@@ -198,8 +198,9 @@ def test_per_query_max_memory_usage_lowers_the_limit_but_cannot_lift_it(endpoint
 def test_big_group_by_spills_to_disk_instead_of_failing(endpoint: Endpoint) -> None:
     """ClickHouse's max_bytes_ratio_before_external_group_by (0.5 of the limit) applies.
 
-    The engine's accounting is looser while it spills (measured peaks 320..590 MiB above the idle
-    process with the 300 MiB limit), so the bound here is twice the limit plus the overhead.
+    The engine's accounting is looser while it spills (measured peaks 320..850 MiB above the idle
+    process with the 300 MiB limit, the highest on a busy 2-core CI machine), so the bound here is
+    three times the limit plus the overhead: it catches an unbounded aggregation, not the slack.
     """
     sql = (
         b"SELECT count(), sum(c) FROM "
@@ -209,7 +210,7 @@ def test_big_group_by_spills_to_disk_instead_of_failing(endpoint: Endpoint) -> N
         result = answer(endpoint, sql)
     assert result.status == 200, result.text
     assert result.body == b"20000000\t40000000\n"
-    bound = 2 * LIMIT // MIB + OVERHEAD_MIB
+    bound = 3 * LIMIT // MIB + OVERHEAD_MIB
     assert peak.mib < bound, f"the endpoint peaked at {peak.mib:.0f} MiB"
 
 

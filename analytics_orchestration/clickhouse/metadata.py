@@ -1,0 +1,28 @@
+"""What a ClickHouse asset's page shows: its table and the table's columns (Dagster's
+``dagster/table_name`` and ``dagster/column_schema`` metadata)."""
+
+from clickhouse_connect.driver.client import Client
+from dagster import TableColumn, TableSchema
+
+
+def table_columns(client: Client, database: str, table: str) -> dict[str, str]:
+    """Column name to ClickHouse type of ``database.table``, in table order (empty if no table)."""
+    result = client.query(
+        "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String} "
+        "ORDER BY position",
+        parameters={"db": database, "t": table},
+    )
+    return {name: kind for name, kind in result.result_rows}
+
+
+def column_schema(columns: dict[str, str]) -> TableSchema:
+    """``columns`` (name -> ClickHouse type) as Dagster's table schema."""
+    return TableSchema(columns=[TableColumn(name, kind) for name, kind in columns.items()])
+
+
+def table_metadata(client: Client, database: str, table: str) -> dict:
+    """``dagster/table_name`` and ``dagster/column_schema`` of ``database.table`` as it is now."""
+    return {
+        "dagster/table_name": f"{database}.{table}",
+        "dagster/column_schema": column_schema(table_columns(client, database, table)),
+    }
