@@ -24,6 +24,19 @@ SAMPLE_START = date(2026, 3, 2)
 SAMPLE_DAYS = 3
 
 
+def stack_clickhouse():
+    """A clickhouse-connect client of the stack whose settings are in ``os.environ`` (the session's,
+    once ``embedded_stack`` has started)."""
+    import clickhouse_connect
+
+    return clickhouse_connect.get_client(
+        host=os.environ["CLICKHOUSE_HOST"],
+        port=int(os.environ["CLICKHOUSE_PORT"]),
+        username=os.environ["CLICKHOUSE_USER"],
+        password=os.environ["CLICKHOUSE_PASSWORD"],
+    )
+
+
 @pytest.fixture(scope="session")
 def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     """A running embedded stack on free ports in a temporary directory, its settings in os.environ.

@@ -15,6 +15,7 @@ from devstack.sample_data.evolve import current_state
 from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR
 from devstack.stack import ARCHIVE_PREFIX, s3_client
 from tests.conftest import SAMPLE_DAYS, SAMPLE_START
+from tests.conftest import stack_clickhouse as _client
 from tests.reference import jsonl_distinct_ids, segment_reference
 
 START, DAYS = SAMPLE_START, SAMPLE_DAYS
@@ -24,15 +25,6 @@ WINDOW = f"between '{START - timedelta(days=60)}' and '{START + timedelta(days=D
 STRIPE = next(c for c in load_connection_configs() if c.name == "stripe")
 STRIPE_STREAMS = [stream.name for stream in STRIPE.streams]
 RAW_STRIPE = STRIPE.clickhouse_database
-
-
-def _client():
-    import clickhouse_connect
-
-    return clickhouse_connect.get_client(
-        host=os.environ["CLICKHOUSE_HOST"], port=int(os.environ["CLICKHOUSE_PORT"]),
-        username=os.environ["CLICKHOUSE_USER"], password=os.environ["CLICKHOUSE_PASSWORD"],
-    )  # fmt: skip
 
 
 def _reference(embedded_stack):

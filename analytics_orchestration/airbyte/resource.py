@@ -30,7 +30,6 @@ class AirbyteResource(ConfigurableResource):
             server_url=self.server_url,
             client_id=self.client_id,
             client_secret=self.client_secret,
-            credential_names="AIRBYTE_CLIENT_ID / AIRBYTE_CLIENT_SECRET",
             poll_interval_s=self.poll_interval_seconds,
             request_timeout_s=self.request_timeout_seconds,
             retry_s=self.retry_seconds,

@@ -22,7 +22,8 @@ from analytics_orchestration.airbyte.config import ConnectionConfig, StreamConfi
 from devstack.airbyte_server import source_file
 from devstack.sample_data.evolve import current_state, evolve_sources
 from devstack.stack import EmbeddedStack
-from tests.airbyte.world import AirbyteWorld, airbyte_world, clickhouse
+from tests.airbyte.world import AirbyteWorld, airbyte_world
+from tests.conftest import stack_clickhouse as clickhouse
 
 SEED = 23
 

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
-import clickhouse_connect
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -28,6 +27,7 @@ from analytics_orchestration.airbyte.loads import (
 )
 from analytics_orchestration.clickhouse.s3 import clickhouse_source, list_objects
 from devstack.stack import EmbeddedStack
+from tests.conftest import stack_clickhouse
 
 META = pa.struct(
     [
@@ -75,12 +75,7 @@ def s3(embedded_stack: EmbeddedStack) -> S3Resource:
 
 @pytest.fixture(scope="module")
 def client(embedded_stack: EmbeddedStack) -> Client:
-    return clickhouse_connect.get_client(
-        host=os.environ["CLICKHOUSE_HOST"],
-        port=int(os.environ["CLICKHOUSE_PORT"]),
-        username=os.environ["CLICKHOUSE_USER"],
-        password=os.environ["CLICKHOUSE_PASSWORD"],
-    )
+    return stack_clickhouse()
 
 
 class Lake:

@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import clickhouse_connect
 import httpx
 import uvicorn
-from clickhouse_connect.driver.client import Client
 from dagster import materialize
 from dagster_aws.s3 import S3Resource
 
@@ -35,6 +33,7 @@ from analytics_orchestration.clickhouse.resource import ClickHouseResource
 from devstack.airbyte_server import create_app
 from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR, generate_sample
 from devstack.stack import free_port, s3_client
+from tests.conftest import stack_clickhouse
 
 HOST = "127.0.0.1"
 CLIENT_ID = "airbyte-tests"
@@ -87,16 +86,6 @@ class AirbyteWorld:
         assets = build_connection_assets(self.connections[name])
         selection = [a for a in assets if not loads_only or "airbyte_sync" not in a.node_def.name]
         return materialize(selection, resources=self.resources, raise_on_error=False)
-
-
-def clickhouse() -> Client:
-    """A client of the session stack's ClickHouse."""
-    return clickhouse_connect.get_client(
-        host=os.environ["CLICKHOUSE_HOST"],
-        port=int(os.environ["CLICKHOUSE_PORT"]),
-        username=os.environ["CLICKHOUSE_USER"],
-        password=os.environ["CLICKHOUSE_PASSWORD"],
-    )
 
 
 def renamed(config: ConnectionConfig, prefix: str) -> ConnectionConfig:
@@ -175,6 +164,6 @@ def airbyte_world(
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        client = clickhouse()
+        client = stack_clickhouse()
         for config in connections.values():
             client.command(f"DROP DATABASE IF EXISTS {config.clickhouse_database}")

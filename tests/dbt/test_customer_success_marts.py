@@ -17,6 +17,7 @@ from analytics_orchestration.segment.partitions import received_day_folder
 from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR
 from devstack.stack import ARCHIVE_PREFIX
 from tests.conftest import SAMPLE_DAYS, SAMPLE_START
+from tests.conftest import stack_clickhouse as _client
 from tests.reference_finance import (
     PAIRS,
     Stripe,
@@ -30,15 +31,6 @@ from tests.reference_finance import (
 )
 
 DAY = SAMPLE_START + timedelta(days=SAMPLE_DAYS - 1)  # the last received day: the fullest windows
-
-
-def _client():
-    import clickhouse_connect
-
-    return clickhouse_connect.get_client(
-        host=os.environ["CLICKHOUSE_HOST"], port=int(os.environ["CLICKHOUSE_PORT"]),
-        username=os.environ["CLICKHOUSE_USER"], password=os.environ["CLICKHOUSE_PASSWORD"],
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -3,23 +3,13 @@ generated Stripe source records (tests/reference_finance.py)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR
+from tests.conftest import stack_clickhouse as _client
 from tests.reference_finance import Stripe, churn_rates, customer_mrr_by_month, movements, net_revenue
 
 TOLERANCE = 0.01  # cents
-
-
-def _client():
-    import clickhouse_connect
-
-    return clickhouse_connect.get_client(
-        host=os.environ["CLICKHOUSE_HOST"], port=int(os.environ["CLICKHOUSE_PORT"]),
-        username=os.environ["CLICKHOUSE_USER"], password=os.environ["CLICKHOUSE_PASSWORD"],
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,11 @@ import pytest
 from analytics_orchestration.segment.partitions import received_day_folder
 from devstack.stack import ARCHIVE_PREFIX
 from tests.conftest import SAMPLE_DAYS, SAMPLE_START
+from tests.conftest import stack_clickhouse as _client
 from tests.reference import distinct_calls, product_reference
 
 START, DAYS = SAMPLE_START, SAMPLE_DAYS
 LAST = START + timedelta(days=DAYS - 1)
-
-
-def _client():
-    import clickhouse_connect
-
-    return clickhouse_connect.get_client(
-        host=os.environ["CLICKHOUSE_HOST"], port=int(os.environ["CLICKHOUSE_PORT"]),
-        username=os.environ["CLICKHOUSE_USER"], password=os.environ["CLICKHOUSE_PASSWORD"],
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import os
 import uuid
 from datetime import timedelta
 
-import clickhouse_connect
 import pytest
 from dagster import AssetCheckSeverity, AssetKey
 
@@ -17,6 +16,7 @@ from analytics_orchestration.cadences import CADENCES
 from analytics_orchestration.clickhouse.resource import ClickHouseResource
 from analytics_orchestration.dbt.project import dbt_project
 from analytics_orchestration.dbt.source_freshness import CHECK_NAME, _check, source_freshness_checks
+from tests.conftest import stack_clickhouse
 
 
 def test_every_airbyte_stream_has_a_freshness_check_failing_past_its_cadence() -> None:
@@ -35,10 +35,7 @@ def test_every_airbyte_stream_has_a_freshness_check_failing_past_its_cadence() -
 
 @pytest.fixture
 def table(embedded_stack) -> str:
-    client = clickhouse_connect.get_client(
-        host=os.environ["CLICKHOUSE_HOST"], port=int(os.environ["CLICKHOUSE_PORT"]),
-        username=os.environ["CLICKHOUSE_USER"], password=os.environ["CLICKHOUSE_PASSWORD"],
-    )  # fmt: skip
+    client = stack_clickhouse()
     database = f"freshness_{uuid.uuid4().hex[:8]}"
     client.command(f"CREATE DATABASE {database}")
     client.command(
