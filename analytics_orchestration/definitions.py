@@ -1,10 +1,11 @@
 """The code location: each integration's ``Definitions`` merged, then the policies that cut across them.
 
 Folders (``segment/``, ``airbyte/``, ``dbt/``, ``clickhouse/``, ``alerts/``) each build their own
-``defs``. Here
-they are merged and given: a freshness check for every asset tagged with a cadence
-(``analytics_orchestration.freshness``), a code reference from every asset to its source file (the UI
-links to it), the ``main_job`` over everything, and the in-process executor.
+``defs``. Here they are merged and given: a freshness policy on every asset from its cadence, and a
+partition freshness check on every partitioned one (``analytics_orchestration.freshness``); a code
+reference from every asset to its source file (the UI links to it); the ``main_job`` over everything;
+the weekly job (full rebuilds of the unpartitioned dbt models and ClickHouse maintenance) and its
+schedule; and the in-process executor.
 
 Settings are environment variables resolved at run time (``EnvVar``) under the same names in every
 environment; see ``analytics_orchestration.settings``. Nothing here reads them at import.
@@ -16,6 +17,7 @@ from dagster import (
     AssetSelection,
     BetaWarning,
     Definitions,
+    ScheduleDefinition,
     define_asset_job,
     in_process_executor,
     with_source_code_references,
@@ -23,12 +25,21 @@ from dagster import (
 
 from analytics_orchestration.airbyte import definitions as airbyte
 from analytics_orchestration.alerts import definitions as alerts
+from analytics_orchestration.cadences import CADENCES, SCHEDULE_TIMEZONE
 from analytics_orchestration.clickhouse import definitions as clickhouse
+from analytics_orchestration.clickhouse import maintenance
 from analytics_orchestration.dbt import definitions as dbt
-from analytics_orchestration.freshness import freshness_checks, freshness_sensor
+from analytics_orchestration.dbt.assets import dbt_models
+from analytics_orchestration.freshness import (
+    asset_cadences,
+    freshness_sensor,
+    partition_freshness_checks,
+    with_freshness_policies,
+)
 from analytics_orchestration.segment import definitions as segment
 
 MAIN_JOB = "main_job"
+WEEKLY_JOB = "weekly_rebuild_job"
 
 
 def _with_code_references(assets: list) -> list:
@@ -43,24 +54,39 @@ def _with_code_references(assets: list) -> list:
 
 def build_definitions() -> Definitions:
     """Merge the folders' ``defs`` and apply the policies above."""
-    merged = Definitions.merge(clickhouse.defs, segment.defs, airbyte.defs, dbt.defs, alerts.defs)
+    merged = Definitions.merge(
+        clickhouse.defs, maintenance.defs, segment.defs, airbyte.defs, dbt.defs, alerts.defs
+    )
+    cadences = asset_cadences(merged)
+    merged = with_freshness_policies(merged, cadences)
+    partition_checks = partition_freshness_checks(merged, cadences)
     assets = list(merged.assets or [])
-    freshness = freshness_checks(assets)
     main_job = define_asset_job(
         MAIN_JOB,
-        selection=AssetSelection.all() - AssetSelection.checks(*freshness),
+        selection=AssetSelection.all()
+        - AssetSelection.checks(*partition_checks)
+        - AssetSelection.assets(maintenance.replacing_merge_tree_optimize),
         description="Everything over a range of received days: Airbyte syncs and ClickHouse loads "
         "(once), Segment days, dbt staging models and marts (one run for the whole range).",
+    )
+    weekly_job = define_asset_job(
+        WEEKLY_JOB,
+        selection=AssetSelection.assets(dbt_models, maintenance.replacing_merge_tree_optimize),
+        description="Full rebuild of every unpartitioned dbt model (staging views, dimensions, finance "
+        "and customer-success marts) and ClickHouse maintenance (OPTIMIZE … FINAL, parts check).",
+    )
+    weekly_schedule = ScheduleDefinition(
+        job=weekly_job, cron_schedule=CADENCES["weekly"].cron, execution_timezone=SCHEDULE_TIMEZONE
     )
     return Definitions(
         # Steps are thin clients of ClickHouse and dbt: running a run's steps in one process saves
         # the seconds each step process spends importing Dagster and these definitions.
         executor=in_process_executor,
         assets=_with_code_references(assets),
-        asset_checks=[*(merged.asset_checks or []), *freshness],
-        jobs=[*(merged.jobs or []), main_job],
-        schedules=merged.schedules,
-        sensors=[*(merged.sensors or []), freshness_sensor(freshness)],
+        asset_checks=[*(merged.asset_checks or []), *partition_checks],
+        jobs=[*(merged.jobs or []), main_job, weekly_job],
+        schedules=[*(merged.schedules or []), weekly_schedule],
+        sensors=[*(merged.sensors or []), freshness_sensor(partition_checks)],
         resources=merged.resources,
     )
 

@@ -666,6 +666,16 @@ class Session:
     timeout_s: float
     busy: bool = False
     last_used: float = field(default_factory=time.monotonic)
+    # The session's own state as far as the endpoint knows it: a setting's value (None: its default)
+    # and the current database (None: not known), as the client's ``SET``/``USE`` statements left them.
+    settings: dict[str, str | None] = field(default_factory=dict)
+    database: str | None = None
+    # What the last request applied on top of that state and is still in effect on the connection: its
+    # URL settings and database. The next request puts back only what it does not ask for itself, so
+    # a client that sends the same settings with every request (clickhouse-connect sends six) costs no
+    # statement for them (see Engine._scoped_state).
+    overlay: dict[str, str] = field(default_factory=dict)
+    overlay_database: str | None = None
 
     def expired(self, now: float) -> bool:
         """Whether no request holds the session and it has been idle longer than its timeout."""
@@ -680,6 +690,7 @@ class Lease:
     conn: Any
     reused: bool
     broken: bool = False
+    session: Session | None = None
 
 
 @dataclass
@@ -904,7 +915,7 @@ class Engine:
                 conn.close()
             return
         session = self._checkout(query.session_id, query.session_timeout_s, query.session_check)
-        lease = Lease(session.conn, reused=True)
+        lease = Lease(session.conn, reused=True, session=session)
         try:
             yield lease
         finally:
@@ -1009,70 +1020,83 @@ class Engine:
 
     @contextmanager
     def _scoped_state(self, lease: Lease, query: QueryRequest, sql: str) -> Iterator[None]:
-        """Apply the request's database and settings for one statement and, on a session connection,
-        restore the previous ones afterwards unless the statement itself is a ``USE``/``SET`` of them.
+        """Give the statement the request's database and settings, on a session without changing the
+        session's own state, unless the statement itself is a ``USE``/``SET`` of them.
 
-        Setting names were checked against ``system.settings`` before; only such names reach SQL. The
-        readonly level is enforced by _check_statement and, on a connection used for this request
-        only, also set in the engine; it is never set on a session (it could not be changed back).
+        A connection used for this request only gets them with ``SET``/``USE`` (and the readonly level,
+        enforced by _check_statement too). On a session (``lease.session``) they are an overlay on the
+        session's own values: the previous request's overlay stays on the connection until the next
+        request, which sets only what differs from what it asks for and puts back the rest (values read
+        from ``system.settings`` once and remembered); no one else uses the connection in between. Setting
+        names were checked against ``system.settings`` before; only such names reach SQL.
         """
-        keyword = statement_keyword(sql)
         for name in query.settings:
             if self.known_settings is not None and name not in self.known_settings:
                 raise ClickHouseError(UNKNOWN_SETTING, f"Unknown setting '{name}'. (UNKNOWN_SETTING)")
-        previous_db = self._use_database(lease, query.database, keep=keyword == "USE")
-        assigned = set(SET_NAMES_RE.findall(sql)) if keyword == "SET" else set()
-        snapshot = self._snapshot_settings(lease.conn, query.settings) if lease.reused else {}
-        try:
+        session = lease.session
+        if session is None:
+            if query.database:
+                run_sql(lease.conn, f"USE {quote_identifier(query.database)}")
             for name, value in query.settings.items():
                 run_sql(lease.conn, f"SET {quote_identifier(name)} = {quote_string(value)}")
-            if query.readonly and not lease.reused:
+            if query.readonly:
                 run_sql(lease.conn, f"SET readonly = {query.readonly}")
             yield
+            return
+        keyword = statement_keyword(sql)
+        try:
+            _apply_overlay(lease.conn, session, query.settings, query.database)
+        except ClickHouseError:
+            lease.broken = True  # the overlay may be half applied: the session cannot be trusted
+            raise
+        try:
+            yield
         finally:
-            if lease.reused:
-                Engine._restore(
-                    lease, query, {k: v for k, v in snapshot.items() if k not in assigned}, previous_db
-                )
+            if keyword == "USE":  # the client moved its session: that is its own database now
+                session.database = session.overlay_database = None
+            if keyword == "SET":  # the client changed its own settings: the rest of the overlay goes
+                assigned = set(SET_NAMES_RE.findall(sql))
+                try:
+                    for name in session.overlay.keys() - assigned:
+                        _set_setting(lease.conn, name, session.settings[name])
+                except ClickHouseError as exc:
+                    logger.warning("cannot restore session %s state: %s", query.session_id, exc.message)
+                    lease.broken = True
+                session.settings.clear()
+                session.overlay.clear()
 
-    @staticmethod
-    def _use_database(lease: Lease, database: str | None, keep: bool) -> str | None:
-        """Switch to ``database``; return the database to switch back to afterwards, if any."""
-        if not database:
-            return None
-        previous = None
-        if lease.reused and not keep:
-            previous = run_sql(lease.conn, "SELECT currentDatabase()").bytes().decode().strip()
-            if previous == database:
-                return None
-        run_sql(lease.conn, f"USE {quote_identifier(database)}")
-        return previous
 
-    @staticmethod
-    def _snapshot_settings(conn: Any, settings: Mapping[str, str]) -> dict[str, str | None]:
-        """Current session values of ``settings``: the value, or None when it is at its default."""
-        if not settings:
-            return {}
-        names = ", ".join(quote_string(name) for name in settings)
+def _set_setting(conn: Any, name: str, value: str | None) -> None:
+    """``SET name = value`` on ``conn``; None sets the setting back to its default."""
+    run_sql(conn, f"SET {quote_identifier(name)} = {'DEFAULT' if value is None else quote_string(value)}")
+
+
+def _apply_overlay(conn: Any, session: Session, settings: Mapping[str, str], database: str | None) -> None:
+    """Make the session connection's state its own plus ``settings`` and ``database`` (see
+    Session.overlay), with as few statements as the previous overlay allows."""
+    for name in list(session.overlay):
+        if name not in settings:
+            _set_setting(conn, name, session.settings[name])
+            del session.overlay[name]
+    unknown = [name for name in settings if name not in session.settings]
+    if unknown:
+        names = ", ".join(quote_string(name) for name in unknown)
         sql = f"SELECT name, value, changed FROM system.settings WHERE name IN ({names})"
         rows = [json.loads(line) for line in run_sql(conn, sql, "JSONEachRow").bytes().splitlines()]
         current = {row["name"]: row["value"] if row["changed"] else None for row in rows}
-        return {name: current.get(name) for name in settings}
-
-    @staticmethod
-    def _restore(
-        lease: Lease, query: QueryRequest, snapshot: Mapping[str, str | None], database: str | None
-    ) -> None:
-        """Put back the settings in ``snapshot`` (None: default) and the current ``database``."""
-        try:
-            for name, value in snapshot.items():
-                restored = "DEFAULT" if value is None else quote_string(value)
-                run_sql(lease.conn, f"SET {quote_identifier(name)} = {restored}")
-            if database:
-                run_sql(lease.conn, f"USE {quote_identifier(database)}")
-        except ClickHouseError as exc:
-            logger.warning("cannot restore session %s state: %s", query.session_id, exc.message)
-            lease.broken = True
+        session.settings.update({name: current.get(name) for name in unknown})
+    for name, value in settings.items():
+        in_effect = session.overlay.get(name, session.settings[name])
+        if in_effect != value:
+            _set_setting(conn, name, value)
+            session.overlay[name] = value
+    if session.database is None:  # a new session, or the client's own USE: no overlay is in effect
+        session.database = run_sql(conn, "SELECT currentDatabase()").bytes().decode().strip()
+        session.overlay_database = None
+    target = database or session.database
+    if target != (session.overlay_database or session.database):
+        run_sql(conn, f"USE {quote_identifier(target)}")
+    session.overlay_database = target if target != session.database else None
 
 
 @contextmanager

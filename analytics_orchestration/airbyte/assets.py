@@ -15,6 +15,7 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     AssetSpec,
+    Failure,
     MaterializeResult,
     asset,
     multi_asset,
@@ -26,6 +27,7 @@ from analytics_orchestration.airbyte.config import ConnectionConfig, StreamConfi
 from analytics_orchestration.airbyte.loads import load_stream, stream_columns
 from analytics_orchestration.airbyte.resource import AirbyteResource
 from analytics_orchestration.cadences import CADENCE_TAG
+from analytics_orchestration.clickhouse.loads import table_exists
 from analytics_orchestration.clickhouse.metadata import column_schema, table_metadata
 from analytics_orchestration.clickhouse.resource import (
     CLICKHOUSE_LOAD_POOL,
@@ -63,6 +65,7 @@ def build_sync_asset(config: ConnectionConfig) -> AssetsDefinition:
             key=stream_files_key(config, stream),
             group_name=config.name,
             kinds={"airbyte", "s3"},
+            tags={CADENCE_TAG: config.cadence},
             description=f"Airbyte stream '{stream.name}' of connection '{config.name}' "
             f"({stream.sync_mode}) as Parquet in S3 under {config.destination.stream_prefix(stream.name)}",
         )
@@ -124,16 +127,26 @@ def build_load_asset(config: ConnectionConfig, stream: StreamConfig) -> AssetsDe
     ) -> MaterializeResult:
         started = time.monotonic()
         bucket = airbyte.destination_bucket
+        prefix = config.destination.stream_prefix(stream.name)
+        objects = list_objects(s3, bucket, prefix)
+        files_key = stream_files_key(config, stream)
+        sync = context.instance.get_latest_materialization_event(files_key)
         client = clickhouse.get_client()
+        if sync is None and not objects and not table_exists(client, config.clickhouse_database, stream.name):
+            raise Failure(
+                description=f"No Airbyte sync of '{config.name}' has run yet (nothing under "
+                f"s3://{bucket}/{prefix}, no table yet): materialise {files_key.to_user_string()} or "
+                f"run {config.name}_sync_job first.",
+                allow_retries=False,
+            )
         result = load_stream(
             client,
             database=config.clickhouse_database,
             stream=stream,
-            objects=list_objects(s3, bucket, config.destination.stream_prefix(stream.name)),
+            objects=objects,
             source_of=lambda key: clickhouse_source(s3, bucket, key, "Parquet"),
             dagster_run_id=context.run.run_id,
         )
-        sync = context.instance.get_latest_materialization_event(stream_files_key(config, stream))
         sync_metadata = sync.asset_materialization.metadata if sync and sync.asset_materialization else {}
         table = f"{config.clickhouse_database}.{stream.name}"
         if result.skipped:

@@ -1,4 +1,5 @@
-"""Alerts: a failed run and a failed asset check (freshness checks included) posted to a webhook.
+"""Alerts: a failed run, a failed asset check (partition freshness checks included) and an asset whose
+freshness policy fails, posted to a webhook.
 
 The webhook's URL is read from ``ALERT_WEBHOOK_URL`` each time a sensor evaluates (like an
 ``EnvVar``, never at import); unset, each alert is logged instead. Both sensors only read the
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from dagster import (
     AssetCheckEvaluation,
@@ -21,11 +22,13 @@ from dagster import (
     EventLogRecord,
     EventRecordsFilter,
     RunFailureSensorContext,
+    SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     run_failure_sensor,
     sensor,
 )
+from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
 from analytics_orchestration.alerts.webhook import ALERT_WEBHOOK_URL_ENV, post_alert
 
@@ -157,31 +160,75 @@ def check_failure_fields(record: EventLogRecord) -> tuple[str, dict] | None:
     return f"{icon} Check `{evaluation.check_name}` on `{asset}` failed ({severity})", fields
 
 
-@sensor(
-    name="alert_on_check_failure",
-    minimum_interval_seconds=60,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Posts each failed asset check (freshness checks included) once to "
+def event_alert_sensor(
+    name: str,
+    event_type: DagsterEventType,
+    fields_of: Callable[[EventLogRecord], tuple[str, dict] | None],
+    what: str,
+    description: str,
+) -> SensorDefinition:
+    """A sensor that posts an alert for each event of ``event_type`` after its cursor (a storage id)
+    for which ``fields_of(record)`` gives ``(text, fields)``, at most :data:`CHECK_ALERTS_PER_TICK`
+    events a tick, skipping those older than :data:`CHECK_ALERT_MAX_AGE_SECONDS`."""
+
+    @sensor(
+        name=name,
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=description,
+    )
+    def _sensor(context: SensorEvaluationContext) -> SkipReason:
+        after = int(context.cursor) if context.cursor else None
+        records = context.instance.event_log_storage.get_event_records(
+            EventRecordsFilter(event_type, after_cursor=after), limit=CHECK_ALERTS_PER_TICK, ascending=True
+        )
+        url = webhook_url()
+        oldest = time.time() - CHECK_ALERT_MAX_AGE_SECONDS
+        alerted = 0
+        for record in records:
+            alert = fields_of(record)
+            if alert is not None and record.timestamp >= oldest:
+                post_alert(url, *alert, log=context.log)
+                alerted += 1
+        if records:
+            context.update_cursor(str(records[-1].storage_id))
+        return SkipReason(f"{alerted} {what} alerted of {len(records)} event(s) read")
+
+    return _sensor
+
+
+def stale_asset_fields(record: EventLogRecord) -> tuple[str, dict] | None:
+    """The alert's text and fields when an asset's freshness policy turned FAIL; else ``None``."""
+    event = record.event_log_entry.dagster_event
+    change = event.event_specific_data if event else None
+    if not isinstance(change, FreshnessStateChange) or change.new_state != FreshnessState.FAIL:
+        return None
+    asset = change.key.to_user_string()
+    fields = {
+        "asset": asset,
+        "freshness": f"{change.previous_state.value} -> {change.new_state.value}",
+        "error": "not materialised since its cadence's last run was due: see the asset's latest "
+        "run, or its schedule",
+    }
+    return f":hourglass: `{asset}` is stale (its freshness policy failed)", fields
+
+
+alert_on_check_failure = event_alert_sensor(
+    "alert_on_check_failure",
+    DagsterEventType.ASSET_CHECK_EVALUATION,
+    check_failure_fields,
+    "failed check(s)",
+    "Posts each failed asset check (partition freshness checks included) once to "
     f"${ALERT_WEBHOOK_URL_ENV}; its cursor is the last check evaluation read.",
 )
-def alert_on_check_failure(context: SensorEvaluationContext) -> SkipReason:
-    after = int(context.cursor) if context.cursor else None
-    records = context.instance.event_log_storage.get_event_records(
-        EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
-        limit=CHECK_ALERTS_PER_TICK,
-        ascending=True,
-    )
-    url = webhook_url()
-    oldest = time.time() - CHECK_ALERT_MAX_AGE_SECONDS
-    alerted = 0
-    for record in records:
-        alert = check_failure_fields(record)
-        if alert is not None and record.timestamp >= oldest:
-            post_alert(url, *alert, log=context.log)
-            alerted += 1
-    if records:
-        context.update_cursor(str(records[-1].storage_id))
-    return SkipReason(f"{alerted} failed check(s) alerted of {len(records)} evaluation(s) read")
+alert_on_stale_asset = event_alert_sensor(
+    "alert_on_stale_asset",
+    DagsterEventType.FRESHNESS_STATE_CHANGE,
+    stale_asset_fields,
+    "stale asset(s)",
+    "Posts each asset whose freshness policy turns FAIL (Dagster's freshness daemon) once to "
+    f"${ALERT_WEBHOOK_URL_ENV}; its cursor is the last freshness change read.",
+)
 
 
-defs = Definitions(sensors=[alert_on_run_failure, alert_on_check_failure])
+defs = Definitions(sensors=[alert_on_run_failure, alert_on_check_failure, alert_on_stale_asset])

@@ -9,25 +9,51 @@ docs). dagster-dbt copies ``target/partial_parse.msgpack`` into each invocation'
 
 Every other model is rebuilt whole. ``dbt build`` also runs the models' tests, which dagster-dbt
 reports as asset checks. All dbt assets share the ``dbt`` pool, so two runs never build a model at once.
+
+Every model carries :data:`ON_UPSTREAM_CHANGE`: with the automation sensor on, a load that completes
+outside a job that builds its models (an analyst materialising one table in the UI) gets them built.
 """
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, TimeWindow
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSelection,
+    AutomationCondition,
+    BackfillPolicy,
+    Failure,
+    MetadataValue,
+    TimeWindow,
+)
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
 from analytics_orchestration.clickhouse.resource import ClickHouseResource
 from analytics_orchestration.dbt.project import dbt_project
+from analytics_orchestration.segment.assets import EVENTS_KEY
 from analytics_orchestration.segment.partitions import segment_daily_partitions
 
 DAILY_SELECTOR = "tag:daily"
 DBT_POOL = "dbt"
 # The received-day window of a daily run, read by the daily models with env_var().
 WINDOW_VARIABLES = ("SEGMENT_MIN_RECEIVED_DATE", "SEGMENT_MAX_RECEIVED_DATE")
+
+ON_UPSTREAM_CHANGE = AutomationCondition.eager().replace(
+    "any_deps_missing",
+    AutomationCondition.any_deps_missing().ignore(
+        AssetSelection.tag(DAILY_SELECTOR.removeprefix("tag:"), "") | AssetSelection.assets(EVENTS_KEY)
+    ),
+)
+"""Dagster's ``eager`` condition: build a model's latest partition (or the model) once after anything
+upstream updates, not while it or an upstream asset is in progress (so a job that builds the load and
+its models together leaves nothing to do), and not while an upstream table has never been loaded. A
+Segment day never loaded does not hold a model back: a day without files is a day with no events."""
 
 
 class AnalyticsDbtTranslator(DagsterDbtTranslator):
@@ -45,6 +71,9 @@ class AnalyticsDbtTranslator(DagsterDbtTranslator):
             folder = dbt_resource_props["source_meta"]["dagster_folder"]
             return AssetKey([folder, dbt_resource_props["schema"], dbt_resource_props["identifier"]])
         return super().get_asset_key(dbt_resource_props).with_prefix("dbt")
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> AutomationCondition | None:
+        return ON_UPSTREAM_CHANGE if dbt_resource_props["resource_type"] == "model" else None
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn", [])
@@ -77,6 +106,53 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+# ClickHouse's words for a table or database that is not there (codes 60 UNKNOWN_TABLE, 81 UNKNOWN_DATABASE).
+_MISSING_TABLE_RE = re.compile(r"Unknown table expression identifier '([^']+)'|Table (\S+) does not exist")
+_MISSING_DATABASE_RE = re.compile(r"Database (\S+) does not exist")
+_FAILED_TEST_RE = re.compile(r"Failure in test (\S+)")
+
+
+def failure_hint(message: str) -> str | None:
+    """One line on what to do about a failed dbt invocation whose error text is ``message``, for the
+    causes an analyst meets (a source not loaded yet, a failing dbt test); None for any other."""
+    if match := _MISSING_TABLE_RE.search(message):
+        table = (match[1] or match[2]).strip("`.")
+        return (
+            f"dbt needs table {table}, which does not exist yet: materialise the asset that loads it "
+            "(its Airbyte connection's sync job, or the Segment days) first, then run this again."
+        )
+    if match := _MISSING_DATABASE_RE.search(message):
+        return (
+            f"dbt needs database {match[1].strip('`.')}, which does not exist yet: run the loads of "
+            "its source (its Airbyte connection's sync job, or the Segment days) first."
+        )
+    if match := _FAILED_TEST_RE.search(message):
+        return (
+            f"dbt test {match[1]} failed: open its asset check on the model to see the failing rows; "
+            "fix the data or the model, then run this again."
+        )
+    return None
+
+
+def build(dbt: DbtCliResource, context: AssetExecutionContext) -> Iterator[Any]:
+    """``dbt build`` of the context's selection, streaming its events; a failure whose cause is known
+    (:func:`failure_hint`) fails with one line on what to do and dbt's messages as metadata.
+
+    Raises:
+        Failure: the invocation failed for a known cause.
+        DagsterDbtCliRuntimeError: it failed for another.
+    """
+    try:
+        yield from dbt.cli(["build"], context=context).stream().fetch_row_counts()
+    except DagsterDbtCliRuntimeError as err:
+        hint = failure_hint(str(err))
+        if hint is None:
+            raise
+        raise Failure(
+            description=hint, metadata={"dbt_errors": MetadataValue.text(str(err))}, allow_retries=False
+        ) from err
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
@@ -89,7 +165,7 @@ def dbt_models(
     context: AssetExecutionContext, dbt: DbtCliResource, clickhouse: ClickHouseResource
 ) -> Iterator[Any]:
     """Unpartitioned models (``clickhouse`` is required so missing settings fail by name first)."""
-    yield from dbt.cli(["build"], context=context).stream().fetch_row_counts()
+    yield from build(dbt, context)
 
 
 @dbt_assets(
@@ -107,4 +183,4 @@ def dbt_daily_models(
 ) -> Iterator[Any]:
     """Incremental models over the run's received days (one run covers a whole backfill range)."""
     with environment(window_env(context.partition_time_window)):
-        yield from dbt.cli(["build"], context=context).stream().fetch_row_counts()
+        yield from build(dbt, context)

@@ -10,7 +10,7 @@ limits is left as it was, the other days of the range still load, and the run th
 import statistics
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from clickhouse_connect.driver.client import Client
 from dagster import (
@@ -43,6 +43,7 @@ from analytics_orchestration.segment.resource import SegmentArchiveResource
 EVENTS_KEY = ["segment", sql.DATABASE, "events"]
 REJECTED_SHARE_CHECK = "rejected_share"
 DAILY_VOLUME_CHECK = "daily_volume"
+EVENT_LAG_CHECK = "newest_event_lag"
 TRAILING_DAYS = 7
 
 
@@ -64,6 +65,12 @@ class SegmentLoadConfig(Config):
         le=1,
         description="the daily_volume check warns when a day's events fall below this fraction of the "
         "median of the 7 days before it",
+    )
+    max_event_lag_hours: float = Field(
+        default=3.0,
+        gt=0,
+        description="the newest_event_lag check warns when the newest call of the run's last received "
+        "day is older than this (Segment copies a source's files to S3 about hourly)",
     )
 
 
@@ -186,6 +193,37 @@ def volume_shortfalls(
     return shortfalls, compared
 
 
+def newest_event_lag(client: Client, day: date, now: datetime) -> tuple[float | None, str | None]:
+    """How far the newest valid call Segment received on ``day`` lags behind the day's end, or behind
+    ``now`` (UTC) while the day is in progress: ``(seconds, newest receivedAt ISO 8601)``, ``(None,
+    None)`` when the day holds no call."""
+    newest = client.query(sql.newest_received_sql(), parameters={"day": day.isoformat()}).result_rows[0][0]
+    if newest is None:
+        return None, None
+    newest = newest.replace(tzinfo=timezone.utc) if newest.tzinfo is None else newest
+    day_end = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
+    return round((min(now, day_end) - newest).total_seconds(), 3), newest.isoformat()
+
+
+def _lag_check(
+    day: date, lag: tuple[float | None, str | None], limits: SegmentLoadConfig
+) -> AssetCheckResult:
+    seconds, newest = lag
+    bound = limits.max_event_lag_hours * 3600
+    metadata: dict[str, object] = {"day": day.isoformat(), "max_lag_seconds": bound}
+    if seconds is not None:
+        metadata |= {"lag_seconds": MetadataValue.float(seconds), "newest_received_at": newest}
+    return AssetCheckResult(
+        check_name=EVENT_LAG_CHECK,
+        passed=seconds is not None and seconds <= bound,
+        severity=AssetCheckSeverity.WARN,
+        description=f"the newest call of {day.isoformat()} is at most {limits.max_event_lag_hours:g} h "
+        "behind the day's end (or now, while the day is in progress)"
+        + ("" if seconds is not None else ": the day has no calls"),
+        metadata=metadata,
+    )
+
+
 def _checks(
     loads: list[DayLoad], shortfalls: list[dict[str, object]], compared: int, limits: SegmentLoadConfig
 ) -> list[AssetCheckResult]:
@@ -232,11 +270,12 @@ def _checks(
     pool=CLICKHOUSE_LOAD_POOL,
     retry_policy=LOAD_RETRY_POLICY,
     kinds={"clickhouse", "s3"},
-    tags={CADENCE_TAG: "daily"},
+    tags={CADENCE_TAG: "hourly"},
     metadata={"dagster/table_name": "raw_segment.events"},
     check_specs=[
         AssetCheckSpec(REJECTED_SHARE_CHECK, asset=EVENTS_KEY, description="rejected share of each day"),
         AssetCheckSpec(DAILY_VOLUME_CHECK, asset=EVENTS_KEY, description="each day's volume vs last week"),
+        AssetCheckSpec(EVENT_LAG_CHECK, asset=EVENTS_KEY, description="age of the newest call loaded"),
     ],
     description=(
         "Segment calls (track, identify, page, screen, group, alias) from Segment's S3 archive, one "
@@ -271,7 +310,12 @@ def segment_events(
             metadata={"refused_days": MetadataValue.json(refused)},
             allow_retries=False,
         )
-    shortfalls, compared = volume_shortfalls(client, [load.day for load in loads], config.min_volume_fraction)
+    now = datetime.now(timezone.utc)
+    complete = [load.day for load in loads if load.day < now.date()]  # today's day is not judged yet
+    shortfalls, compared = (
+        volume_shortfalls(client, complete, config.min_volume_fraction) if complete else ([], 0)
+    )
+    last_day = date.fromisoformat(max(context.partition_keys))
     empty = [load.day.isoformat() for load in loads if load.files == 0]
     return MaterializeResult(
         metadata={
@@ -285,5 +329,8 @@ def segment_events(
             "per_day": MetadataValue.json({load.day.isoformat(): load.counts() for load in loads}),
             **table_metadata(client, "raw_segment", "events"),
         },
-        check_results=_checks(loads, shortfalls, compared, config),
+        check_results=[
+            *_checks(loads, shortfalls, compared, config),
+            _lag_check(last_day, newest_event_lag(client, last_day, now), config),
+        ],
     )

@@ -1,10 +1,11 @@
-"""Segment: the archive's daily partitions loaded into ClickHouse, the daily job over them and the
-daily dbt models, its schedule and the sensor that follows the archive."""
+"""Segment: the archive's daily partitions loaded into ClickHouse, the job over them and the daily dbt
+models, its hourly and daily schedules and the sensor that follows the archive."""
 
-from dagster import AssetSelection, Definitions, EnvVar, build_schedule_from_partitioned_job, define_asset_job
+from dagster import AssetSelection, Definitions, EnvVar, define_asset_job
 
 from analytics_orchestration.segment.assets import segment_events
 from analytics_orchestration.segment.resource import SegmentArchiveResource
+from analytics_orchestration.segment.schedules import build_segment_schedules
 from analytics_orchestration.segment.sensors import build_segment_archive_sensor
 
 # dbt models tagged `daily` carry the dbt tag as a Dagster tag with an empty value.
@@ -20,7 +21,7 @@ segment_daily_job = define_asset_job(
 defs = Definitions(
     assets=[segment_events],
     jobs=[segment_daily_job],
-    schedules=[build_schedule_from_partitioned_job(segment_daily_job, hour_of_day=1, minute_of_hour=30)],
+    schedules=build_segment_schedules(segment_daily_job),
     sensors=[build_segment_archive_sensor(segment_daily_job)],
     resources={
         "segment_archive": SegmentArchiveResource(

@@ -8,8 +8,11 @@ from dagster import DailyPartitionsDefinition
 
 from analytics_orchestration.settings import segment_start_date
 
-# Partition keys are YYYY-MM-DD (UTC). The last partition is yesterday: a day is loaded once complete.
-segment_daily_partitions = DailyPartitionsDefinition(start_date=segment_start_date(), timezone="UTC")
+# Partition keys are YYYY-MM-DD (UTC). The last partition is today, in progress: the hourly schedule
+# loads it as its files arrive (Segment copies hourly), the daily schedule loads yesterday once complete.
+segment_daily_partitions = DailyPartitionsDefinition(
+    start_date=segment_start_date(), timezone="UTC", end_offset=1
+)
 
 
 def received_day_folder(day: date) -> str:

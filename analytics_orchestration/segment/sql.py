@@ -164,6 +164,15 @@ def file_counts_sql(database: str, table: str) -> str:
                FROM {database}.{table} GROUP BY object_key ORDER BY object_key"""
 
 
+def newest_received_sql(database: str = DATABASE) -> str:
+    """The newest ``received_at`` (UTC, ms) of a valid call of received day ``{day:Date}`` (NULL when
+    the day has none), as one row of one column."""
+    return f"""
+        SELECT maxOrNull(received_at) FROM {database}.{LINES_TABLE}
+        WHERE received_date = {{day:Date}} AND reject_reason = ''
+    """
+
+
 def daily_volume_sql(database: str = DATABASE) -> str:
     """Valid calls per received day for ``{first:Date}``..``{last:Date}`` (inclusive), every calendar
     day present (0 for a day with no rows), as ``(day, events)`` rows ordered by day."""

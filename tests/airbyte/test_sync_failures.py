@@ -151,3 +151,13 @@ def test_a_failed_sync_through_dagster_leaves_clickhouse_as_it_was(world: Airbyt
     text = " ".join(e.step_failure_data.error.to_string() for e in failures)
     assert "destination S3 bucket not writable" in text and "job" in text
     assert snapshot(world.connections[NAME]) == before
+
+
+def test_a_load_before_any_sync_says_in_one_line_to_run_the_sync(world: AirbyteWorld) -> None:
+    name = next(n for n in world.connections if n != NAME)  # never synced in this module
+    result = world.materialize(name, loads_only=True)
+    assert not result.success
+    [first, *_] = [e for e in result.all_events if e.is_step_failure]
+    message = first.step_failure_data.error.message
+    assert f"No Airbyte sync of '{name}' has run yet" in message
+    assert f"run {name}_sync_job first" in message and "\n" not in message.strip()

@@ -3,6 +3,7 @@
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -10,6 +11,7 @@ import pytest
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
+    AssetKey,
     DagsterInstance,
     DagsterRun,
     Definitions,
@@ -20,11 +22,13 @@ from dagster import (
     build_sensor_context,
     define_asset_job,
 )
+from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
 from analytics_orchestration.alerts import webhook
 from analytics_orchestration.alerts.definitions import (
     alert_on_check_failure,
     alert_on_run_failure,
+    alert_on_stale_asset,
     defs,
     run_partition,
 )
@@ -147,6 +151,32 @@ def test_check_failure_posts_once(receiver: list, caplog: pytest.LogCaptureFixtu
     assert "secret-token" not in caplog.text  # the URL is a secret: only its host is logged
 
 
+def test_stale_asset_posts_once_when_its_freshness_fails(receiver: list) -> None:
+    key = AssetKey(["airbyte", "raw_stripe", "customers"])
+    with DagsterInstance.ephemeral() as instance:
+        for previous, new in [
+            (FreshnessState.UNKNOWN, FreshnessState.PASS),
+            (FreshnessState.PASS, FreshnessState.FAIL),
+        ]:
+            # what Dagster's freshness daemon records when an asset's policy state changes
+            instance._report_runless_asset_event(  # noqa: SLF001
+                asset_event=FreshnessStateChange(
+                    key=key, previous_state=previous, new_state=new, state_change_timestamp=time.time()
+                )
+            )
+        first = alert_on_stale_asset.evaluate_tick(build_sensor_context(instance=instance))
+        second = alert_on_stale_asset.evaluate_tick(
+            build_sensor_context(instance=instance, cursor=first.cursor)
+        )
+    assert first.cursor is not None and second.cursor == first.cursor
+    assert len(receiver) == 1  # only the change to FAIL, and only once
+    payload = receiver[0][2]
+    fields = _fields(payload)
+    assert fields["asset"] == "airbyte/raw_stripe/customers"
+    assert fields["freshness"] == "PASS -> FAIL"
+    assert "stale" in payload["text"]
+
+
 def test_no_url_posts_nothing_and_logs(
     receiver: list, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
 ) -> None:
@@ -191,7 +221,7 @@ def test_payload_shape_and_defs() -> None:
         ],
     }
     sensors = {s.name: s for s in defs.sensors}
-    assert set(sensors) == {"alert_on_run_failure", "alert_on_check_failure"}
+    assert set(sensors) == {"alert_on_run_failure", "alert_on_check_failure", "alert_on_stale_asset"}
     assert all(s.default_status.value == "RUNNING" for s in sensors.values())
 
 

@@ -219,6 +219,29 @@ def test_settings_apply_per_query_only(clickhouse_endpoint: Endpoint) -> None:
     assert b"UNKNOWN_SETTING" in body
 
 
+def test_session_settings_outlive_per_query_settings(clickhouse_endpoint: Endpoint) -> None:
+    """A session's own SET survives requests with their own settings (which the endpoint leaves on the
+    connection until the next request, see Session.overlay); a SET sent with other per-query settings
+    keeps its value and drops the others."""
+    session = {"session_id": secrets.token_hex(8)}
+
+    def setting(name: str, **extra: str) -> bytes:
+        sql = f"SELECT value FROM system.settings WHERE name = '{name}'"
+        return raw_request(clickhouse_endpoint, {**session, **extra, "query": sql})[2]
+
+    default_block_size = setting("max_block_size")
+    assert raw_request(clickhouse_endpoint, {**session, "query": "SET max_threads = 3"}, post=True)[0] == 200
+    assert setting("max_threads") == b"3\n"
+    assert setting("max_threads", max_threads="1", max_block_size="999") == b"1\n"
+    assert setting("max_block_size", max_block_size="999") == b"999\n"
+    assert setting("max_threads") == b"3\n"
+    assert setting("max_block_size") == default_block_size
+    sent = {**session, "max_threads": "1", "max_block_size": "999", "query": "SET max_threads = 2"}
+    assert raw_request(clickhouse_endpoint, sent, post=True)[0] == 200
+    assert setting("max_threads") == b"2\n"
+    assert setting("max_block_size") == default_block_size
+
+
 def test_sessions_keep_temporary_tables_private(clickhouse_endpoint: Endpoint) -> None:
     first = clickhouse_endpoint.client()
     second = clickhouse_endpoint.client()

@@ -235,3 +235,29 @@ def test_a_day_over_the_reject_limits_fails_alone_and_is_left_as_it_was(defs, so
     assert bad_day.isoformat() in message and "left as they were" in message
     assert counts(good_day, bad_day, []) == before
     assert ref.rejects_per_day == Counter({bad_day: 15})
+
+
+def test_todays_partition_loads_what_arrived_so_far_and_reports_its_lag(defs, source) -> None:
+    """The hourly run's partition: today's calls so far load, the volume check leaves the unfinished
+    day alone, and newest_event_lag is now minus the newest receivedAt written."""
+    now = datetime.now(timezone.utc)
+    today = now.date()
+    midnight = datetime(today.year, today.month, today.day, tzinfo=timezone.utc)
+    received = [midnight + (now - midnight) * share for share in (0.2, 0.5, 0.8)]
+    lines = {
+        today: [
+            json.dumps(make_call("track", f"today-{i}", f"user-{i}", at, at)) for i, at in enumerate(received)
+        ]
+    }
+    ref = publish(source, lines)
+
+    with DagsterInstance.ephemeral() as instance:
+        result = run_range(defs, today, today, instance)
+    assert result.success
+    assert counts(today, today, [])["events"] == {today: ref.events_per_day[today]} == {today: 3}
+    volume = check(result, "daily_volume")
+    assert volume.passed and volume.metadata["days_compared"].value == 0
+    lag = check(result, "newest_event_lag")
+    expected = (datetime.now(timezone.utc) - max(received)).total_seconds()
+    assert expected - 600 < lag.metadata["lag_seconds"].value <= expected  # measured during the run
+    assert lag.passed == (expected <= 3 * 3600)

@@ -1,0 +1,192 @@
+"""Cadences without a stack: schedules evaluated at chosen times (both DST changes of 2026 in
+America/Los_Angeles), the freshness policy of every asset and a layer going stale under it, and the
+automation that builds a model once per upstream change."""
+
+import asyncio
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    RunRequest,
+    build_schedule_context,
+    evaluate_automation_conditions,
+)
+from dagster._core.definitions.freshness import FreshnessState
+from dagster._core.definitions.freshness_evaluator import FRESHNESS_EVALUATORS_BY_POLICY_TYPE
+from dagster._core.loader import LoadingContextForTest
+from dagster._core.test_utils import freeze_time
+from dagster._utils.schedules import cron_string_iterator
+
+from analytics_orchestration.cadences import CADENCES, SCHEDULE_TIMEZONE
+from analytics_orchestration.definitions import WEEKLY_JOB, defs
+
+LA = ZoneInfo(SCHEDULE_TIMEZONE)
+UTC = ZoneInfo("UTC")
+SPRING_FORWARD = datetime(2026, 3, 8, tzinfo=LA)  # 02:00 PST -> 03:00 PDT
+FALL_BACK = datetime(2026, 11, 1, tzinfo=LA)  # 02:00 PDT -> 01:00 PST
+GRAPH = defs.resolve_asset_graph()
+
+
+def ticks(cron: str, start: datetime, end: datetime) -> list[datetime]:
+    """The schedule ticks of ``cron`` in Los Angeles between ``start`` and ``end``, as Dagster's
+    scheduler computes them."""
+    found = []
+    for tick in cron_string_iterator(start.timestamp(), cron, SCHEDULE_TIMEZONE):
+        if tick > end:
+            return found
+        found.append(tick.astimezone(LA))
+    return found
+
+
+@pytest.mark.parametrize("change", [SPRING_FORWARD, FALL_BACK], ids=["spring_forward", "fall_back"])
+def test_daily_and_weekly_runs_keep_their_local_hour_across_dst(change: datetime) -> None:
+    start, end = change - timedelta(days=8), change + timedelta(days=8)
+    daily = ticks(CADENCES["daily"].cron, start, end)
+    assert len(daily) == 16  # one run a day, none skipped or doubled by the change
+    # 02:00 local every day, except that 02:00 does not exist on the spring-forward day: Dagster runs
+    # it at 03:00, the first instant after the gap.
+    assert {(t.hour, t.minute) for t in daily if t.date() != SPRING_FORWARD.date()} == {(2, 0)}
+    offsets = {t.utcoffset() for t in daily}
+    assert offsets == {timedelta(hours=-8), timedelta(hours=-7)}  # the UTC hour moves with the change
+    weekly = ticks(CADENCES["weekly"].cron, start, end)
+    # both changes fall on a Sunday (at 02:00), after the 01:00 run: the three Sundays run at 01:00
+    assert [(t.weekday(), t.hour, t.minute) for t in weekly] == [(6, 1, 0)] * 3
+
+
+def test_hourly_runs_on_dst_days() -> None:
+    spring = ticks(CADENCES["hourly"].cron, SPRING_FORWARD, datetime(2026, 3, 9, tzinfo=LA))
+    assert len(spring) == 23  # the 23-hour day: 02:15 does not exist
+    autumn = ticks(CADENCES["hourly"].cron, FALL_BACK, datetime(2026, 11, 2, tzinfo=LA))
+    assert len(autumn) == 25  # the 25-hour day: 01:15 happens twice, once in each offset
+    assert [t.utcoffset() for t in autumn if (t.hour, t.minute) == (1, 15)] == [
+        timedelta(hours=-7),
+        timedelta(hours=-8),
+    ]
+
+
+def evaluate(name: str, when: datetime) -> list[RunRequest]:
+    repository = defs.get_repository_def()
+    with DagsterInstance.ephemeral() as instance:
+        context = build_schedule_context(
+            instance=instance, scheduled_execution_time=when, repository_def=repository
+        )
+        data = repository.get_schedule_def(name).evaluate_tick(context)
+    return list(data.run_requests or [])
+
+
+@pytest.mark.parametrize(
+    ("name", "when", "partition"),
+    [
+        # 01:15 PDT and 01:15 PST on the fall-back day are 08:15 and 09:15 UTC: today's UTC day both times
+        ("segment_hourly_schedule", datetime(2026, 11, 1, 1, 15, tzinfo=LA), "2026-11-01"),
+        ("segment_hourly_schedule", datetime(2026, 11, 1, 1, 15, fold=1, tzinfo=LA), "2026-11-01"),
+        # 17:15 PST is 01:15 UTC the next day: the hourly run loads the UTC day that has begun
+        ("segment_hourly_schedule", datetime(2026, 11, 1, 17, 15, tzinfo=LA), "2026-11-02"),
+        ("segment_hourly_schedule", datetime(2026, 3, 8, 3, 15, tzinfo=LA), "2026-03-08"),
+        # the daily run at 02:00 (03:00 on the spring-forward day) loads yesterday's complete UTC day
+        ("segment_daily_schedule", datetime(2026, 3, 8, 3, 0, tzinfo=LA), "2026-03-07"),
+        ("segment_daily_schedule", datetime(2026, 11, 1, 2, 0, tzinfo=LA), "2026-10-31"),
+        ("segment_daily_schedule", datetime(2026, 11, 2, 2, 0, tzinfo=LA), "2026-11-01"),
+    ],
+)
+def test_segment_schedules_request_the_received_day(name: str, when: datetime, partition: str) -> None:
+    [request] = evaluate(name, when)
+    assert request.partition_key == partition
+    assert partition in defs.get_job_def("segment_daily_job").partitions_def.get_partition_keys(
+        current_time=when
+    )
+
+
+def test_every_schedule_is_in_los_angeles_at_its_cadence() -> None:
+    expected = {
+        "segment_hourly_schedule": ("hourly", "segment_daily_job"),
+        "segment_daily_schedule": ("daily", "segment_daily_job"),
+        "stripe_sync_job_schedule": ("daily", "stripe_sync_job"),
+        "salesforce_sync_job_schedule": ("weekly", "salesforce_sync_job"),
+        "zendesk_support_sync_job_schedule": ("weekly", "zendesk_support_sync_job"),
+        f"{WEEKLY_JOB}_schedule": ("weekly", WEEKLY_JOB),
+    }
+    schedules = {s.name: s for s in defs.schedules}
+    assert set(schedules) == set(expected)
+    for name, (cadence, job) in expected.items():
+        schedule = schedules[name]
+        assert (schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (
+            CADENCES[cadence].cron,
+            SCHEDULE_TIMEZONE,
+            job,
+        ), name
+    [request] = evaluate("stripe_sync_job_schedule", datetime(2026, 11, 30, 2, 0, tzinfo=LA))
+    assert request.partition_key is None
+    weekly = defs.get_job_def(WEEKLY_JOB)
+    selected = {key.to_user_string() for key in weekly.asset_layer.executable_asset_keys}
+    assert "clickhouse/maintenance/replacing_merge_tree_optimize" in selected
+    assert "dbt/marts/account_health_daily" in selected
+    assert not any(key.startswith(("airbyte/", "segment/")) for key in selected)
+
+
+@pytest.mark.parametrize(
+    ("key", "cadence"),
+    [
+        ("airbyte/stripe/customers", "daily"),
+        ("airbyte/raw_stripe/customers", "daily"),
+        ("airbyte/raw_salesforce/Account", "weekly"),
+        ("segment/raw_segment/events", "hourly"),
+        ("dbt/staging/stg_stripe__customers", "daily"),  # from its source
+        ("dbt/staging/stg_zendesk_support__tickets", "weekly"),
+        ("dbt/marts/customer_mrr_monthly", "daily"),
+        ("dbt/marts/daily_active_users", "hourly"),  # fed by Segment
+        ("dbt/marts/account_health_daily", "hourly"),  # the fastest of Segment, Stripe, CRM, support
+        ("clickhouse/maintenance/replacing_merge_tree_optimize", "weekly"),
+    ],
+)
+def test_assets_carry_the_freshness_policy_of_their_cadence(key: str, cadence: str) -> None:
+    assert GRAPH.get(AssetKey.from_user_string(key)).freshness_policy == CADENCES[cadence].freshness_policy()
+
+
+def test_every_asset_has_a_freshness_policy_and_partitioned_ones_a_check() -> None:
+    assert [k for k in GRAPH.get_all_asset_keys() if GRAPH.get(k).freshness_policy is None] == []
+    partitioned = {k for k in GRAPH.get_all_asset_keys() if GRAPH.get(k).partitions_def is not None}
+    checked = {c.asset_key for c in GRAPH.asset_check_keys if c.name.startswith("freshness_check")}
+    assert checked == partitioned
+
+
+def freshness(instance: DagsterInstance, key: AssetKey, now: datetime) -> FreshnessState:
+    """The freshness state Dagster's freshness daemon would record for ``key`` at ``now``."""
+    node = GRAPH.get(key)
+    evaluator = FRESHNESS_EVALUATORS_BY_POLICY_TYPE[type(node.freshness_policy)]()
+    with freeze_time(now):
+        return asyncio.run(evaluator.evaluate_freshness(LoadingContextForTest(instance), node))
+
+
+def test_a_layer_goes_stale_when_its_daily_run_does_not_happen() -> None:
+    key = AssetKey.from_user_string("airbyte/raw_stripe/customers")
+    with DagsterInstance.ephemeral() as instance:
+        assert freshness(instance, key, datetime(2026, 11, 30, 6, 0, tzinfo=LA)) == FreshnessState.UNKNOWN
+        with freeze_time(datetime(2026, 11, 30, 2, 20, tzinfo=LA)):  # the 02:00 run loads the table
+            instance.report_runless_asset_event(AssetMaterialization(key))
+        assert freshness(instance, key, datetime(2026, 11, 30, 6, 0, tzinfo=LA)) == FreshnessState.PASS
+        assert freshness(instance, key, datetime(2026, 12, 1, 4, 59, tzinfo=LA)) == FreshnessState.PASS
+        # no run on 1 December: stale from that day's 05:00 deadline until it loads again
+        assert freshness(instance, key, datetime(2026, 12, 1, 5, 1, tzinfo=LA)) == FreshnessState.FAIL
+        with freeze_time(datetime(2026, 12, 1, 9, 0, tzinfo=LA)):
+            instance.report_runless_asset_event(AssetMaterialization(key))
+        assert freshness(instance, key, datetime(2026, 12, 1, 9, 5, tzinfo=LA)) == FreshnessState.PASS
+
+
+def test_automation_builds_a_model_once_after_its_source_loads() -> None:
+    source = AssetKey.from_user_string("airbyte/raw_stripe/customers")
+    staging = AssetKey.from_user_string("dbt/staging/stg_stripe__customers")
+    mart = AssetKey.from_user_string("dbt/marts/customer_mrr_monthly")
+    with DagsterInstance.ephemeral() as instance:
+        first = evaluate_automation_conditions(defs=defs, instance=instance)
+        assert first.total_requested == 0  # nothing changed upstream yet
+        instance.report_runless_asset_event(AssetMaterialization(source))
+        second = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+        assert second.get_num_requested(staging) == 1
+        assert second.get_num_requested(mart) == 0  # its other Stripe tables were never loaded
+        third = evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
+        assert third.get_num_requested(staging) == 0  # requested once for one change
