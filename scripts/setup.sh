@@ -10,3 +10,13 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[production]' -e './devstack[test]'
 .venv/bin/devstack prepare >/dev/null
+# Chromium for the browser tests (tests/ui): Debian's package, installed only when missing, as root
+# and with apt-get. Never fails the setup: without it the browser tests are skipped, saying why.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  install_chromium() {
+    DEBIAN_FRONTEND=noninteractive timeout 900 \
+      apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1
+  }
+  install_chromium || { timeout 300 apt-get update -qq >/dev/null 2>&1 && install_chromium; } \
+    || echo "setup: could not install chromium with apt-get; the browser tests (tests/ui) will be skipped" >&2
+fi

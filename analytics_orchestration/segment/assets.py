@@ -29,7 +29,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from analytics_orchestration.cadences import CADENCE_TAG
-from analytics_orchestration.clickhouse.metadata import table_metadata
+from analytics_orchestration.clickhouse.metadata import column_schema, table_metadata
 from analytics_orchestration.clickhouse.resource import (
     CLICKHOUSE_LOAD_POOL,
     LOAD_RETRY_POLICY,
@@ -233,13 +233,19 @@ def _checks(
         if load.rejected_share > limits.reject_warn_share
     ]
     worst = max(loads, key=lambda load: load.rejected_share)
+    bound = f"{limits.reject_warn_share:.2%}"
     return [
         AssetCheckResult(
             check_name=REJECTED_SHARE_CHECK,
             passed=not over,
             severity=AssetCheckSeverity.ERROR,
-            description=f"share of a received day's archive lines rejected is at most "
-            f"{limits.reject_warn_share:.2%}",
+            description=(
+                f"{worst.day.isoformat()}: {worst.rejects} of {worst.lines} lines rejected "
+                f"({worst.rejected_share:.2%}, above {bound}); the day loaded: see raw_segment.rejects "
+                "for each line's object key, line number and reason"
+                if over
+                else f"share of a received day's archive lines rejected is at most {bound}"
+            ),
             metadata={
                 "threshold": limits.reject_warn_share,
                 "worst_day": worst.day.isoformat(),
@@ -271,7 +277,10 @@ def _checks(
     retry_policy=LOAD_RETRY_POLICY,
     kinds={"clickhouse", "s3"},
     tags={CADENCE_TAG: "hourly"},
-    metadata={"dagster/table_name": "raw_segment.events"},
+    metadata={
+        "dagster/table_name": f"{sql.DATABASE}.events",
+        "dagster/column_schema": column_schema(sql.event_columns()),
+    },
     check_specs=[
         AssetCheckSpec(REJECTED_SHARE_CHECK, asset=EVENTS_KEY, description="rejected share of each day"),
         AssetCheckSpec(DAILY_VOLUME_CHECK, asset=EVENTS_KEY, description="each day's volume vs last week"),

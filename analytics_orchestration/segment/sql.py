@@ -57,6 +57,13 @@ EVENT_COLUMNS = (
     "previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context"
 )
 
+
+def event_columns() -> dict[str, str]:
+    """Column name to ClickHouse type of the ``events`` view, in its order (from the DDL above)."""
+    declared = dict(line.strip().rstrip(",").split(" ", 1) for line in LINES_COLUMNS.strip().splitlines())
+    return {name: declared[name] for name in EVENT_COLUMNS.split(", ")}
+
+
 # The fields of a call that are read; each as Nullable(String) so one parse yields them all.
 _FIELDS = (
     "messageId", "type", "event", "name", "userId", "anonymousId", "groupId", "previousId", "timestamp",

@@ -1,0 +1,444 @@
+"""The Dagster UI in a browser: `devstack dev` on an embedded stack, driven by clicking, as an analyst would.
+
+One `dagster dev` (through `devstack dev`, as `scripts/dev.sh` starts it) serves the whole module, on
+a private embedded stack and Dagster instance, every server on 127.0.0.1 and a free port. Headless
+Chromium (Debian's `chromium`, driven by Python playwright) then:
+
+1. opens the asset graph and materialises one asset (`airbyte/raw_stripe/customers`), and sees its
+   run succeed;
+2. launches a backfill of three Segment partitions from the asset's partitions view and sees all
+   three succeed;
+3. materialises a Segment day whose archive has about 2.5% truncated lines (above the
+   `rejected_share` check's 0.1%, under the load's 5% limit) and finds the failed check and its
+   message;
+4. reads a ClickHouse asset's table name and column schema (`dagster/table_name`,
+   `dagster/column_schema`) on its page.
+
+The tests run in this order and share the instance (4 reads the Segment table that 2 and 3 load).
+Each step's screenshot goes to ``$UI_ARTIFACTS_DIR`` (default ``test-artifacts/ui/``), and a failed
+test leaves ``FAILED-<test>.png`` there. Skipped, with the reason, only when Chromium is not
+installed (``scripts/setup.sh`` installs it with apt-get when it runs as root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from playwright.sync_api import Locator, Page, expect, sync_playwright
+
+from analytics_orchestration.airbyte.client import AirbyteClient
+from analytics_orchestration.airbyte.config import load_connection_configs
+from analytics_orchestration.segment.partitions import received_day_folder
+from devstack.sample_data.generate import generate_sample
+from devstack.stack import (
+    ARCHIVE_BUCKET,
+    ARCHIVE_PREFIX,
+    SOURCE_ID,
+    EmbeddedStack,
+    free_port,
+    s3_client,
+    upload_folder,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("UI_ARTIFACTS_DIR") or ROOT / "test-artifacts" / "ui")
+
+# Received days well inside the Segment partitions and the launch dialog's default "last 90 days".
+_TODAY = datetime.now(timezone.utc).date()
+BACKFILL_DAYS = [_TODAY - timedelta(days=n) for n in (10, 9, 8)]
+BAD_DAY = _TODAY - timedelta(days=7)  # the day after the backfill, with truncated lines
+TRUNCATE_EVERY = 40  # every 40th line of the bad day cut in half: 2.5% rejects
+
+STRIPE_TABLE_KEY = "airbyte/raw_stripe/customers"
+SEGMENT_KEY = "segment/raw_segment/events"
+SEGMENT_TITLE = "segment / raw_segment / events"
+# the failed check says "<day>: <n> of <lines> lines rejected (<share>, above 0.10%); ..."
+REJECTED_SHARE_MESSAGE = "lines rejected"
+
+SERVER_TIMEOUT_S = 180  # `dagster dev` answering and its code location loaded
+RUN_TIMEOUT_MS = 240_000  # a run or backfill from launch to its end (queued behind the load pool)
+ACTION_TIMEOUT_MS = 30_000  # a page showing what a click asked for
+
+LOCATION_STATUS = """{ workspaceOrError { __typename ... on Workspace { locationEntries {
+  name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+TERMINAL_RUN_STATUS = re.compile(r"^(Success|Failure|Canceled)$")
+TERMINAL_BACKFILL_STATUS = re.compile(r"Succeeded|Failed|Canceled|Completed")
+
+
+# --------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`devstack dev` on a private embedded stack with its sample input; yields the UI's base URL.
+
+    Stops the `dagster dev` process group and the stack at the end, also when a test failed.
+    """
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"Chromium is not installed ({CHROMIUM} is missing): the browser tests need Debian's "
+            "`chromium` package, which scripts/setup.sh installs with apt-get when run as root"
+        )
+    _clear_artifacts()
+    directory = tmp_path_factory.mktemp("ui")
+    stack = EmbeddedStack.at(
+        directory / "stack", {name: free_port() for name in ("clickhouse", "s3", "airbyte")}
+    )
+    home = directory / "dagster_home"
+    home.mkdir()
+    settings = yaml.safe_load((ROOT / "dagster.yaml").read_text()) or {}
+    settings.update(telemetry={"enabled": False}, nux={"enabled": False})
+    (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
+    port = free_port()
+    log_path = directory / "dagster-dev.log"
+    process: subprocess.Popen | None = None
+    try:
+        env = stack.start()
+        process = _start_devstack_dev(stack, home, port, log_path)
+        _write_sample(stack, env)  # while `dagster dev` loads the code location
+        _sync_stripe(env)
+        url = f"http://127.0.0.1:{port}"
+        _wait_for_code_location(url, process, log_path)
+        yield url
+    finally:
+        if process is not None:
+            _stop_process_group(process)
+        stack.stop(snapshot=False)
+
+
+@pytest.fixture(scope="module")
+def browser_page(dagster_ui: str) -> Iterator[Page]:
+    """One headless Chromium page on the UI for the whole module."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            context = browser.new_context(base_url=dagster_ui, viewport={"width": 1600, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(ACTION_TIMEOUT_MS)
+            expect.set_options(timeout=ACTION_TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser_page: Page, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """The module's page; a screenshot ``FAILED-<test>.png`` is saved if the test fails."""
+    yield browser_page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        browser_page.screenshot(path=ARTIFACTS / f"FAILED-{request.node.name}.png")
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+
+def test_asset_graph_materialise_one_asset(page: Page):
+    page.goto("/")
+    _nav(page, "Lineage")
+    expect(page.get_by_text("Global asset lineage", exact=True)).to_be_visible()
+    for group in ("segment", "stripe", "staging", "marts"):
+        expect(page.get_by_text(group, exact=True).first).to_be_visible()
+    _shot(page, "01-asset-graph")
+
+    # Filter the graph down to the one asset, as an analyst types it into the search box.
+    page.locator(".CodeMirror").filter(has=page.get_by_label("Search and filter assets")).click()
+    page.keyboard.type(f'key:"{STRIPE_TABLE_KEY}"')
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Latest event", exact=True)).to_have_count(1)  # one asset node
+    expect(page.get_by_text("Never materialized", exact=True)).to_be_visible()
+    _shot(page, "02-asset-graph-one-asset")
+
+    page.get_by_role("button").filter(has_text=re.compile(r"^Materialize$")).click()
+    # Its upstream Airbyte sync never ran in this instance: the UI asks first.
+    expect(page.get_by_text("Are you sure?", exact=True)).to_be_visible()
+    _shot(page, "03-materialize-confirm")
+    page.get_by_role("button", name="Confirm", exact=True).click()
+    run_id = _toast_id(page, "Launched run")
+
+    _open_from_runs_list(page, run_id)
+    _expect_run_success(page, run_id)
+    expect(page.get_by_text("RUN_SUCCESS", exact=True)).to_be_visible()
+    _shot(page, "04-run-success")
+
+    page.go_back()
+    page.go_back()  # the graph again
+    expect(page.get_by_text("Materialized", exact=True)).to_be_visible()
+    _shot(page, "05-asset-graph-materialized")
+
+
+def test_backfill_three_segment_partitions(page: Page):
+    first, last = BACKFILL_DAYS[0].isoformat(), BACKFILL_DAYS[-1].isoformat()
+    _open_partitions(page, SEGMENT_KEY)
+    _select_partitions(page, f"[{first}...{last}]", 3)
+    _shot(page, "06-partitions-selected")
+
+    page.get_by_role("button").filter(has_text=re.compile(r"^Materialize…$")).click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text("3 partitions", exact=True)).to_be_visible()
+    expect(dialog.get_by_placeholder(re.compile(r"^ex: "))).to_have_value(f"[{first}...{last}]")
+    _shot(page, "07-launch-backfill-dialog")
+    dialog.get_by_role("button", name="Launch backfill", exact=True).click()
+    backfill_id = _toast_id(page, "Created backfill")
+
+    _open_from_runs_list(page, backfill_id)
+    status = page.get_by_text("Status", exact=True).locator("xpath=..")
+    expect(status).to_contain_text(TERMINAL_BACKFILL_STATUS, timeout=RUN_TIMEOUT_MS)
+    row = page.locator("[class*=rowGrid]").filter(has_text=SEGMENT_TITLE)
+    expect(row).to_contain_text("100% completed")
+    _shot(page, "08-backfill-succeeded")
+    assert "Succeeded" in status.inner_text(), status.inner_text()
+    # Partitions targeted, in progress, succeeded, failed.
+    assert row.inner_text().split("\n")[-4:] == ["3", "0", "3", "0"], row.inner_text()
+
+    page.get_by_role("link", name=SEGMENT_TITLE).first.click()
+    page.get_by_role("tab", name="Partitions", exact=True).click()
+    expect(page.get_by_text("Materialized (3)", exact=True)).to_be_visible()
+    expect(page.get_by_text("Failed (0)", exact=True)).to_be_visible()
+    for day in BACKFILL_DAYS:
+        expect(page.get_by_text(day.isoformat(), exact=True).first).to_be_visible()
+    _shot(page, "09-partitions-materialized")
+
+
+def test_find_the_failed_rejects_check_and_its_message(page: Page):
+    _open_partitions(page, SEGMENT_KEY)
+    _select_partitions(page, BAD_DAY.isoformat(), 1)
+    page.get_by_role("button").filter(has_text=re.compile(r"^Materialize…$")).click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
+    dialog.get_by_role("button", name="Launch 1 run", exact=True).click()
+    run_id = _toast_id(page, "Launched run")
+
+    # The day loads (its rejects are under the 5% limit): the run succeeds, the check fails.
+    _open_from_runs_list(page, run_id)
+    _expect_run_success(page, run_id)
+    _shot(page, "10-bad-day-run")
+
+    page.get_by_role("link", name=SEGMENT_TITLE).first.click()
+    page.get_by_role("tab", name="Checks", exact=True).click()
+    check = page.get_by_title("rejected_share", exact=True).locator("xpath=..")
+    expect(check).to_contain_text("Failed")
+    check.click()
+    expect(page.get_by_text("Evaluation result", exact=True).locator("xpath=..")).to_contain_text("Failed")
+    message = page.get_by_text(REJECTED_SHARE_MESSAGE).first
+    expect(message).to_contain_text(f"{BAD_DAY.isoformat()}: ")
+    expect(message).to_contain_text("above 0.10%")
+    expect(_row(page, "worst_day")).to_contain_text(BAD_DAY.isoformat())
+    expect(_row(page, "threshold")).to_contain_text("0.001")
+    _shot(page, "11-failed-check")
+
+
+def test_clickhouse_asset_pages_show_table_name_and_columns(page: Page):
+    expected = {
+        STRIPE_TABLE_KEY: (
+            "raw_stripe.customers",
+            {"_airbyte_extracted_at": "DateTime64(3, 'UTC')", "id": "String", "email": "Nullable(String)"},
+        ),
+        SEGMENT_KEY: (
+            "raw_segment.events",
+            {"message_id": "String", "received_at": "DateTime64(3, 'UTC')", "properties": "String"},
+        ),
+    }
+    for number, (key, (table, columns)) in enumerate(expected.items(), start=12):
+        page.goto(f"/assets/{key}")
+        page.get_by_role("tab", name="Overview", exact=True).click()
+        storage = page.get_by_text("Storage", exact=True).locator("xpath=..")
+        expect(storage).to_contain_text(table)
+        schema = page.get_by_role("table").filter(has_text="Column name")
+        for name, kind in columns.items():
+            expect(_row(schema, name)).to_contain_text(kind)
+        _shot(page, f"{number}-{table}-table-and-columns")
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def _shot(page: Page, name: str) -> None:
+    """Save a screenshot of the page as ``<name>.png`` under the artefacts directory."""
+    page.mouse.move(0, 0)  # no hover tooltip over the picture
+    page.screenshot(path=ARTIFACTS / f"{name}.png")
+
+
+def _clear_artifacts() -> None:
+    """Make the artefacts directory and remove this module's screenshots of an earlier run."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in [*ARTIFACTS.glob("[0-9][0-9]-*.png"), *ARTIFACTS.glob("FAILED-*.png")]:
+        old.unlink()
+
+
+def _row(within: Page | Locator, first_cell: str) -> Locator:
+    """The table row whose cell reads exactly ``first_cell`` (a metadata key, a column name)."""
+    page = within if isinstance(within, Page) else within.page
+    cell = page.get_by_role("cell", name=first_cell, exact=True)  # `has` is relative to each row
+    return within.get_by_role("row").filter(has=cell)
+
+
+def _nav(page: Page, name: str) -> None:
+    """Click ``name`` in the left navigation."""
+    page.get_by_role("navigation").get_by_role("link").filter(has_text=re.compile(rf"^{name}$")).click()
+
+
+def _toast_id(page: Page, prefix: str) -> str:
+    """The run or backfill id of the toast ``<prefix> <id>`` that a launch shows."""
+    toast = page.get_by_text(re.compile(rf"^{prefix} \w+$")).last
+    expect(toast).to_be_visible()
+    return toast.inner_text().split()[-1]
+
+
+def _open_from_runs_list(page: Page, short_id: str) -> None:
+    """Open a run or backfill from the Runs list by clicking its id."""
+    _nav(page, "Runs")
+    page.get_by_role("link").filter(has_text=re.compile(rf"^{short_id}$")).first.click()
+    expect(page).to_have_url(re.compile(rf"/runs/(b/)?{short_id}"))
+
+
+def _expect_run_success(page: Page, run_id: str) -> None:
+    """Wait (bounded) on the run's page until it ends, then require success."""
+    status = page.get_by_text(TERMINAL_RUN_STATUS).first
+    expect(status).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    if status.inner_text() != "Success":
+        _shot(page, f"FAILED-run-{run_id}-{status.inner_text().lower()}")
+        pytest.fail(f"run {run_id} ended with {status.inner_text()}; see its page in the screenshot")
+
+
+def _open_partitions(page: Page, key: str) -> None:
+    """Open the asset's page and its Partitions tab."""
+    page.goto(f"/assets/{key}")
+    page.get_by_role("tab", name="Partitions", exact=True).click()
+    expect(page.get_by_placeholder(re.compile(r"^ex: "))).to_be_visible()
+
+
+def _select_partitions(page: Page, selection: str, count: int) -> None:
+    """Type a partition selection into the partitions view's range box."""
+    box = page.get_by_placeholder(re.compile(r"^ex: "))
+    box.fill(selection)
+    box.press("Enter")
+    expect(page.get_by_text(f"{count} Partitions Selected", exact=True)).to_be_visible()
+
+
+def _write_sample(stack: EmbeddedStack, env: dict[str, str]) -> None:
+    """Generate the backfill days and the bad day, cut lines of the bad day, upload the archive."""
+    generate_sample(
+        stack.sample_dir,
+        start=BACKFILL_DAYS[0],
+        days=len(BACKFILL_DAYS) + 1,
+        events_per_day=1_500,
+        seed=23,
+        segment_source_id=SOURCE_ID,
+    )
+    day_dir = stack.sample_archive_dir / received_day_folder(BAD_DAY)
+    lines = cut = 0
+    for path in sorted(day_dir.glob("*.gz")):
+        original = gzip.decompress(path.read_bytes()).decode().splitlines()
+        # Segment delivered some calls cut off mid-line: not JSON, so the loader rejects them.
+        damaged = [
+            line[: len(line) // 2] if n % TRUNCATE_EVERY == TRUNCATE_EVERY - 1 else line
+            for n, line in enumerate(original)
+        ]
+        path.write_bytes(gzip.compress(("\n".join(damaged) + "\n").encode()))
+        lines += len(original)
+        cut += sum(a != b for a, b in zip(original, damaged, strict=True))
+    assert lines and 0.005 < cut / lines < 0.04, (cut, lines)  # over the check's 0.1%, under 5%
+    upload_folder(s3_client(env), stack.sample_dir / ARCHIVE_PREFIX, ARCHIVE_BUCKET, ARCHIVE_PREFIX)
+
+
+def _sync_stripe(env: dict[str, str]) -> None:
+    """Run a sync of the Stripe connection on the embedded Airbyte (its Parquet files land in S3), as
+    Airbyte had done before the analyst opens the UI: the table's load then has files to take."""
+    (stripe,) = [config for config in load_connection_configs() if config.name == "stripe"]
+    client = AirbyteClient(
+        env["AIRBYTE_API_URL"], env["AIRBYTE_CLIENT_ID"], env["AIRBYTE_CLIENT_SECRET"], poll_interval_s=0.5
+    )
+    client.run_sync(env[stripe.connection_id_env], timeout_s=120)  # raises unless it succeeded
+
+
+def _start_devstack_dev(stack: EmbeddedStack, home: Path, port: int, log_path: Path) -> subprocess.Popen:
+    """``devstack dev`` on ``stack`` (already running, so it is left to this module) in a session of
+    its own: ``dagster dev`` and every process it starts share its process group."""
+    stack_variables = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "EMBEDDED_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(stack_variables)}
+    env.pop("ALERT_WEBHOOK_URL", None)  # alerts of these runs go to the sensors' log
+    env.update(
+        EMBEDDED_STACK_DIR=str(stack.directory),
+        EMBEDDED_STACK_ENV_FILE=str(stack.env_file),
+        DAGSTER_HOME=str(home),
+    )
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "devstack.cli", "dev", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _wait_for_code_location(url: str, process: subprocess.Popen, log_path: Path) -> None:
+    """Wait until the UI's GraphQL endpoint reports the code location loaded (bounded)."""
+    deadline = time.monotonic() + SERVER_TIMEOUT_S
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": LOCATION_STATUS}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"devstack dev exited with {process.returncode}:\n{_tail(log_path)}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                workspace = json.load(response)["data"]["workspaceOrError"]
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.5)  # not listening yet
+            continue
+        entries = workspace.get("locationEntries") or []
+        last = json.dumps(entries)
+        if entries and all(entry["loadStatus"] == "LOADED" for entry in entries):
+            errors = [e for e in entries if e["locationOrLoadError"]["__typename"] == "PythonError"]
+            assert not errors, f"the code location failed to load: {errors}"
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the code location was not loaded after {SERVER_TIMEOUT_S} s ({last}):\n{_tail(log_path)}")
+
+
+def _stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM the process group of ``devstack dev`` (``dagster dev``, its webserver, daemon, code
+    server and run workers), SIGKILL whatever is left after 60 s."""
+    group = process.pid
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 60
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=60)
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def _tail(path: Path, size: int = 6000) -> str:
+    return path.read_text(errors="replace")[-size:] if path.exists() else ""
