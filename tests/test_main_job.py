@@ -46,6 +46,24 @@ def test_main_job_succeeds_and_materialises_every_layer(pipeline):
         assert f"dbt/staging/stg_stripe__{stream}" in first.assets
 
 
+def test_dbt_models_show_their_table_and_typed_columns(pipeline, embedded_stack):
+    key = AssetKey(["dbt", "marts", "daily_active_users"])
+    event = pipeline["instance"].get_latest_materialization_event(key)
+    metadata = event.asset_materialization.metadata
+    columns = {c.name: c.type for c in metadata["dagster/column_schema"].value.columns}
+    held = (
+        _client()
+        .query(
+            "SELECT name, type FROM system.columns WHERE database = 'marts' AND table = 'daily_active_users'"
+        )
+        .result_rows
+    )
+    assert columns == dict(held)
+    assert pipeline["defs"].resolve_asset_graph().get(key).metadata["dagster/table_name"] == (
+        "marts.daily_active_users"
+    )
+
+
 def test_segment_rows_and_rejects_match_the_raw_archive(pipeline, embedded_stack):
     ref = _reference(embedded_stack)
     client = _client()

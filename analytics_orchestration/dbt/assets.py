@@ -135,7 +135,8 @@ def failure_hint(message: str) -> str | None:
 
 
 def build(dbt: DbtCliResource, context: AssetExecutionContext) -> Iterator[Any]:
-    """``dbt build`` of the context's selection, streaming its events; a failure whose cause is known
+    """``dbt build`` of the context's selection, streaming its events with each model's row count and
+    its columns with their ClickHouse types (``dagster/column_schema``); a failure whose cause is known
     (:func:`failure_hint`) fails with one line on what to do and dbt's messages as metadata.
 
     Raises:
@@ -143,7 +144,8 @@ def build(dbt: DbtCliResource, context: AssetExecutionContext) -> Iterator[Any]:
         DagsterDbtCliRuntimeError: it failed for another.
     """
     try:
-        yield from dbt.cli(["build"], context=context).stream().fetch_row_counts()
+        events = dbt.cli(["build"], context=context).stream()
+        yield from events.fetch_row_counts().fetch_column_metadata()
     except DagsterDbtCliRuntimeError as err:
         hint = failure_hint(str(err))
         if hint is None:
