@@ -160,9 +160,8 @@ LIMIT 100""",
 SELECT organization_id, active_users_7d, active_users_28d, events_28d, open_tickets, tickets_28d,
        satisfaction_score_28d, mrr_cents, account_owner_name, open_opportunity_stage
 FROM marts.account_health_daily
-WHERE health_date = {day:Date}
-  AND (active_users_7d * 2 < active_users_28d OR open_tickets >= 3 OR bad_ratings_28d > good_ratings_28d)
-ORDER BY mrr_cents DESC, active_users_7d, organization_id
+WHERE health_date = {day:Date} AND at_risk
+ORDER BY mrr_cents DESC, organization_id
 LIMIT 50""",
     "system_matches": """
 SELECT system_a, system_b, accounts_in_a, accounts_in_b, matched_accounts, only_in_a, only_in_b,

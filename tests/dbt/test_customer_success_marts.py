@@ -132,6 +132,21 @@ def test_support_and_sales_inputs_of_every_account_on_a_day(sources):
         ), org
 
 
+def test_at_risk_follows_the_rule_for_every_account_on_a_day(calls, sources):
+    usage = usage_on(calls, DAY)
+    support = support_on(sources, DAY)
+    flags = {}
+    for org, row in _health(DAY).items():
+        tickets = support.get(org)
+        expected = usage[org].active_users_7d * 2 < usage[org].active_users_28d or (
+            tickets is not None
+            and (tickets.open_tickets >= 3 or tickets.bad_ratings_28d > tickets.good_ratings_28d)
+        )
+        flags[org] = expected
+        assert bool(row["at_risk"]) == expected, org
+    assert any(flags.values()) and not all(flags.values()), "the sample should hold both kinds"
+
+
 def test_pair_match_counts(calls, sources):
     expected = pair_matches(system_organizations(sources, calls))
     rows = (

@@ -1,13 +1,15 @@
 {#-
   One row per product organisation and activity day (a UTC day with product activity in the data)
   on which the organisation had activity in the trailing 28 days: usage, support, billing and sales
-  inputs of its health that day. Rebuilt whole on every run.
+  inputs of its health that day. Rebuilt whole on every run. Sorted by day, then at-risk accounts apart
+  and by MRR, so the customer-success dashboard's "accounts at risk, biggest first" reads a few
+  granules of one day (read in order, stopping at its LIMIT).
 -#}
 {{
     config(
         materialized='table',
         engine='MergeTree()',
-        order_by='(health_date, organization_id)',
+        order_by='(health_date, at_risk, mrr_cents, organization_id)',
     )
 }}
 
@@ -128,7 +130,9 @@ select
     accounts.owner_user_id as account_owner_user_id,
     accounts.owner_name as account_owner_name,
     accounts.open_opportunity_stage as open_opportunity_stage,
-    coalesce(accounts.open_opportunities, 0) as open_opportunities
+    coalesce(accounts.open_opportunities, 0) as open_opportunities,
+    (active_users_7d * 2 < active_users_28d or open_tickets >= 3 or bad_ratings_28d > good_ratings_28d)
+        as at_risk
 from usage
 left join systems on systems.organization_id = usage.organization_id
 left join ticket_days
