@@ -86,6 +86,7 @@ MARTS = (
     "daily_active_users",
     "product_feature_adoption_daily",
     "product_feature_first_use",
+    "product_feature_new_adopters_daily",
     "product_signup_funnel",
     "product_retention_cohorts",
     "mrr_monthly_summary",
@@ -124,10 +125,9 @@ FROM marts.product_feature_adoption_daily
 WHERE feature = {feature:String} AND activity_date BETWEEN {last_day:Date} - 89 AND {last_day:Date}
 ORDER BY activity_date""",
     "feature_new_adopters_weekly": """
-SELECT toMonday(first_used_date) AS week,
-       countIf(entity_type = 'user') AS new_users,
-       countIf(entity_type = 'organization') AS new_organizations
-FROM marts.product_feature_first_use
+SELECT toMonday(first_used_date) AS week, sum(new_users) AS new_users,
+       sum(new_organizations) AS new_organizations
+FROM marts.product_feature_new_adopters_daily
 WHERE feature = {feature:String} AND first_used_date BETWEEN {last_day:Date} - 89 AND {last_day:Date}
 GROUP BY week
 ORDER BY week""",
@@ -327,7 +327,7 @@ def pick_queries(client: Any) -> list[Query]:
         Query("daily_active_users", "daily_active_users", SQL["daily_active_users"], day),
         Query("feature_adoption_trend", "product_feature_adoption_daily", SQL["feature_adoption_trend"],
               by_feature),
-        Query("feature_new_adopters_weekly", "product_feature_first_use",
+        Query("feature_new_adopters_weekly", "product_feature_new_adopters_daily",
               SQL["feature_new_adopters_weekly"], by_feature),
         Query("signup_funnel_weekly", "product_signup_funnel", SQL["signup_funnel_weekly"], day),
         Query("retention_curve", "product_retention_cohorts", SQL["retention_curve"], cohort_weeks),

@@ -44,6 +44,7 @@ def test_the_product_models_materialise_with_their_checks_passing(pipeline):
         "marts/product_active_users",
         "marts/product_feature_adoption_daily",
         "marts/product_feature_first_use",
+        "marts/product_feature_new_adopters_daily",
         "marts/product_signup_funnel",
         "marts/product_retention_cohorts",
     ):
@@ -121,6 +122,13 @@ def test_feature_adoption_for_one_feature_and_day(ref):
         "SELECT count() FROM marts.product_feature_first_use WHERE entity_type = 'user'"
         f" AND feature = '{feature}' AND first_used_date = '{LAST}'"
     )
+    # the dashboard's pre-aggregate: new users of the feature per day, every day of the sample
+    per_day = Counter(day for day in first.values() if START <= day <= LAST)  # late calls reach earlier days
+    held = client.query(
+        "SELECT first_used_date, new_users FROM marts.product_feature_new_adopters_daily"
+        f" WHERE feature = '{feature}' AND new_users > 0 AND first_used_date BETWEEN '{START}' AND '{LAST}'"
+    ).result_rows
+    assert dict(held) == dict(per_day)
 
 
 def test_funnel_steps_per_signup_cohort(ref):
