@@ -57,9 +57,10 @@ def build_definitions() -> Definitions:
     merged = Definitions.merge(
         clickhouse.defs, maintenance.defs, segment.defs, airbyte.defs, dbt.defs, alerts.defs
     )
-    cadences = asset_cadences(merged)
+    graph = merged.resolve_asset_graph()
+    cadences = asset_cadences(graph)
     merged = with_freshness_policies(merged, cadences)
-    partition_checks = partition_freshness_checks(merged, cadences)
+    partition_checks = partition_freshness_checks(graph, cadences)
     assets = list(merged.assets or [])
     main_job = define_asset_job(
         MAIN_JOB,

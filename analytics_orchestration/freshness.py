@@ -29,18 +29,18 @@ from dagster import (
     build_sensor_for_freshness_checks,
     build_time_partition_freshness_checks,
 )
+from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 
 from analytics_orchestration.cadences import CADENCE_ORDER, CADENCE_TAG, CADENCES, SCHEDULE_TIMEZONE
 
 
-def asset_cadences(defs: Definitions) -> dict[AssetKey, str]:
-    """The cadence of every asset of ``defs`` that has one: its ``cadence`` tag, else the fastest
+def asset_cadences(graph: BaseAssetGraph) -> dict[AssetKey, str]:
+    """The cadence of every asset of ``graph`` that has one: its ``cadence`` tag, else the fastest
     cadence among its upstream assets (transitively); assets with neither are left out.
 
     Raises:
         KeyError: a ``cadence`` tag names no cadence of :data:`CADENCES`.
     """
-    graph = defs.resolve_asset_graph()
     cadences: dict[AssetKey, str] = {}
     for key in graph.toposorted_asset_keys:
         node = graph.get(key)
@@ -71,11 +71,10 @@ def with_freshness_policies(defs: Definitions, cadences: dict[AssetKey, str]) ->
 
 
 def partition_freshness_checks(
-    defs: Definitions, cadences: dict[AssetKey, str]
+    graph: BaseAssetGraph, cadences: dict[AssetKey, str]
 ) -> list[AssetChecksDefinition]:
     """A time-partition freshness check per time-partitioned asset with a cadence: it fails when the
     latest partition has no materialisation once the cadence's ``deadline_cron`` has passed."""
-    graph = defs.resolve_asset_graph()
     by_cadence: dict[str, list[AssetKey]] = defaultdict(list)
     for key, cadence in cadences.items():
         if graph.get(key).partitions_def is not None:

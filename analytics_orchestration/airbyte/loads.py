@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 
 from analytics_orchestration.airbyte.config import StreamConfig, validate_identifier
+from analytics_orchestration.clickhouse.errors import one_line
 from analytics_orchestration.clickhouse.loads import swap_in
 from analytics_orchestration.clickhouse.metadata import table_columns
 from analytics_orchestration.clickhouse.s3 import S3Object, S3Source, run_with_source
@@ -150,7 +151,7 @@ def file_columns(client: Client, source: S3Source, key: str) -> dict[str, str]:
     try:
         result = client.query(f"DESCRIBE TABLE {source.sql}", parameters=source.parameters)
     except Exception as err:
-        raise StreamFileError(f"cannot read the schema of s3 file {key}: {_reason(err)}") from None
+        raise StreamFileError(f"cannot read the schema of s3 file {key}: {one_line(err, 600)}") from None
     columns = {row[0]: row[1] for row in result.result_rows}
     for name in columns:
         try:
@@ -178,10 +179,6 @@ def new_columns(table: dict[str, str], files: dict[str, dict[str, str]]) -> dict
                     f"column {name!r} changed type: the table has {seen[name]}, file {key} has {kind}"
                 )
     return added
-
-
-def _reason(err: Exception) -> str:
-    return re.sub(r"\s+", " ", str(err))[:600]
 
 
 def ledger_files(client: Client, database: str, stream: str) -> set[tuple[str, str]]:
@@ -272,7 +269,7 @@ def load_stream(
                     source,
                 )
             except Exception as err:
-                raise StreamFileError(f"cannot load s3 file {obj.key}: {_reason(err)}") from None
+                raise StreamFileError(f"cannot load s3 file {obj.key}: {one_line(err, 600)}") from None
             ledger.append([stream.name, obj.key, obj.etag, file_rows, obj.size, load_id, dagster_run_id])
             rows += file_rows
         if stream.incremental:

@@ -39,6 +39,7 @@ from pydantic import Field
 
 from analytics_orchestration.airbyte.config import load_connection_configs
 from analytics_orchestration.cadences import CADENCE_TAG
+from analytics_orchestration.clickhouse.errors import one_line
 from analytics_orchestration.clickhouse.loads import table_exists
 from analytics_orchestration.clickhouse.resource import CLICKHOUSE_LOAD_POOL, ClickHouseResource
 from analytics_orchestration.dbt.project import dbt_project
@@ -174,10 +175,6 @@ class TableOptimize:
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _reason(err: Exception) -> str:
-    return re.sub(r"\s+", " ", str(err)).strip()[:500]
-
-
 def optimize_table(
     client: Client, database: str, table: str, partitioned: bool, warn: Callable[[str], None] = print
 ) -> TableOptimize:
@@ -211,8 +208,8 @@ def optimize_table(
                 result.dropped = True
                 warn(f"{result.table}: dropped during maintenance; skipped")
                 break
-            result.errors.append((partition.partition, _reason(err)))
-            warn(f"{result.table} partition {partition.partition}: OPTIMIZE failed: {_reason(err)}")
+            result.errors.append((partition.partition, one_line(err)))
+            warn(f"{result.table} partition {partition.partition}: OPTIMIZE failed: {one_line(err)}")
     after = [] if result.dropped else table_partitions(client, database, table)
     result.parts_after = sum(p.parts for p in after)
     result.rows_after = sum(p.rows for p in after)
