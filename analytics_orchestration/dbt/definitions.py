@@ -2,14 +2,14 @@
 checks on the assets that load them, and the dbt CLI resource."""
 
 from dagster import Definitions
-from dagster_dbt import DbtCliResource
 
 from analytics_orchestration.dbt.assets import dbt_daily_models, dbt_models
 from analytics_orchestration.dbt.project import dbt_executable, dbt_project
+from analytics_orchestration.dbt.resource import DbtCoreCliResource
 from analytics_orchestration.dbt.source_freshness import source_freshness_checks
 
 defs = Definitions(
     assets=[dbt_models, dbt_daily_models],
     asset_checks=source_freshness_checks(dbt_project.manifest_path),
-    resources={"dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())},
+    resources={"dbt": DbtCoreCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())},
 )

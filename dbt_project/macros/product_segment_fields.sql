@@ -1,20 +1,21 @@
 {#-
   Column expressions over stg_segment__events that the product models share.
 
-  product_organization_id(): the organisation a call belongs to, '' when it names none. The app sends
-  it as context.groupId on every in-app call (page, track, identify), as properties.organization_id on
-  Signed Up, onboarding, invites and Plan Upgraded, and as traits.organization_id on identify;
-  a Segment group call carries it as groupId. The first non-empty of these wins.
+  product_organization_id(): the organisation a call belongs to, '' when it names none. A Segment
+  group call names it as groupId (the group it joins; only group calls carry one). The app sends it as
+  context.groupId on every in-app call (page, track, identify), as properties.organization_id on
+  Signed Up, onboarding, invites and Plan Upgraded, and as traits.organization_id on identify.
+  The first non-empty of groupId, context.groupId, properties and traits wins.
 
   product_json_int(column, key): an integer property that old analytics.js versions send as a string
   ("5") and newer ones as a number (5); NULL when absent or not a number.
 -#}
 {% macro product_organization_id() -%}
     coalesce(
+        nullIf(group_id, ''),
         nullIf(JSONExtractString(context, 'groupId'), ''),
         nullIf(JSONExtractString(properties, 'organization_id'), ''),
         nullIf(JSONExtractString(traits, 'organization_id'), ''),
-        nullIf(group_id, ''),
         ''
     )
 {%- endmacro %}
@@ -25,14 +26,14 @@
 
 
 {#-
-  product_touched_calls(min_date, max_date): the deduplicated calls (stg_segment__events FINAL) of the
-  event days that the calls received between min_date and max_date touch (macro touched_event_days),
-  user_key made not Nullable ('' for none: a sorting key column cannot be Nullable). Callers pass
-  env_var('SEGMENT_MIN_RECEIVED_DATE', ...) / env_var('SEGMENT_MAX_RECEIVED_DATE', ...) from their own
-  file, so dbt's partial parsing re-parses them when the window changes.
+  product_touched_calls(min_date, max_date): the deduplicated calls of int_product__calls (one row per
+  messageId, JSON fields extracted) of the event days that the calls received between min_date and
+  max_date touch (macro touched_event_days). Callers pass env_var('SEGMENT_MIN_RECEIVED_DATE', ...) /
+  env_var('SEGMENT_MAX_RECEIVED_DATE', ...) from their own file, so dbt's partial parsing re-parses
+  them when the window changes.
 -#}
 {% macro product_touched_calls(min_date, max_date) -%}
-    select * replace (ifNull(user_key, '') as user_key)
-    from {{ ref('stg_segment__events') }} final
+    select *
+    from {{ ref('int_product__calls') }}
     where event_date in ({{ touched_event_days(min_date, max_date) }})
 {%- endmacro %}

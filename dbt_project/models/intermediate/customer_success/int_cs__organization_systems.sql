@@ -7,24 +7,14 @@
     Zendesk organization -> stg_zendesk_support__organizations.product_organization_id (external_id)
   When a system holds several records for one organisation, the earliest created is taken.
   A table rebuilt whole on each run: account_health_daily and account_system_matches both read it,
-  and the product side scans stg_segment__events once instead of at every read.
+  and the product side reads int_product__calls (narrow, deduplicated) once instead of at every read.
 -#}
 {{ config(materialized='table', engine='MergeTree()', order_by='organization_id') }}
 
 with product as (
     select organization_id, min(event_date) as first_activity_date, max(event_date) as last_activity_date
-    from (
-        select
-            event_date,
-            coalesce(
-                nullIf(group_id, ''),
-                nullIf(JSONExtractString(context, 'groupId'), ''),
-                nullIf(JSONExtractString(properties, 'organization_id'), ''),
-                nullIf(JSONExtractString(traits, 'organization_id'), '')
-            ) as organization_id
-        from {{ ref('stg_segment__events') }} final
-    )
-    where organization_id is not null
+    from {{ ref('int_product__calls') }}
+    where organization_id != ''
     group by organization_id
 ),
 

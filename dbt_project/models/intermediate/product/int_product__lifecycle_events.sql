@@ -8,7 +8,7 @@
                          organisation's admin; it makes the whole organisation paid)
 
   Daily-tagged, delete+insert of the event days the run's received calls touch, from
-  stg_segment__events FINAL.
+  int_product__calls.
 -#}
 {{
     config(
@@ -33,20 +33,20 @@ select
     event_date,
     event_at,
     user_key,
-    {{ product_organization_id() }} as organization_id,
+    organization_id,
     multiIf(
         event = 'Signed Up', 'signed_up',
         event = 'Onboarding Step Completed', 'onboarding_completed',
         'plan_upgraded'
     ) as step,
-    JSONExtractString(properties, 'to_plan') as to_plan
+    if(event = 'Plan Upgraded', plan, '') as to_plan
 from events
 where type = 'track'
   and (
       event = 'Signed Up'
       or (
           event = 'Onboarding Step Completed'
-          and {{ product_json_int('properties', 'step') }} = {{ product_json_int('properties', 'total_steps') }}
+          and onboarding_step = onboarding_total_steps
       )
-      or (event = 'Plan Upgraded' and JSONExtractString(properties, 'to_plan') not in ('', 'free'))
+      or (event = 'Plan Upgraded' and plan not in ('', 'free'))
   )

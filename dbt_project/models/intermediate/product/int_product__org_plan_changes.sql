@@ -30,8 +30,8 @@ calls as (
         event_date,
         event_at,
         user_key,
-        {{ product_organization_id() }} as organization_id,
-        if(type = 'identify', JSONExtractString(traits, 'plan'), JSONExtractString(properties, 'to_plan')) as plan,
+        organization_id,
+        plan,
         if(type = 'identify', 'identify', 'Plan Upgraded') as source
     from events
     where (type = 'identify' or (type = 'track' and event = 'Plan Upgraded'))

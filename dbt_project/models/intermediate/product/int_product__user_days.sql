@@ -4,16 +4,16 @@
 
   Activity: a track, page or screen call (as daily_active_users); identify, group and alias are not.
   user_key is userId, else anonymousId (an anonymous visitor before signup is a user of its own).
-  organization_id: the organisation the user's calls of that day name (macro product_organization_id),
+  organization_id: the organisation the user's calls of that day name (int_product__calls),
   '' for calls naming none (anonymous marketing pages). plan: the plan of that organisation at the
   end of the UTC day (latest int_product__org_plan_changes row at or before 23:59:59.999), 'unknown'
   when no identify or Plan Upgraded call of the organisation has been seen yet or the user has no
   organisation.
 
   Daily-tagged, delete+insert of the event days the run's received calls touch, from
-  stg_segment__events FINAL (deduplicated). A late identify / Plan Upgraded re-attributes only the
-  days the run recomputes; later days keep the plan they were computed with until recomputed
-  (the generator never sends these calls late; a full refresh recomputes every day).
+  int_product__calls (deduplicated, one row per messageId). A late identify / Plan Upgraded
+  re-attributes only the days the run recomputes; later days keep the plan they were computed with
+  until recomputed (the generator never sends these calls late; a full refresh recomputes every day).
 -#}
 {{
     config(
@@ -38,8 +38,8 @@ user_org_days as (
     select
         event_date as activity_date,
         user_key,
-        {{ product_organization_id() }} as organization_id,
-        max(user_id is not null) as is_identified,
+        organization_id,
+        max(is_identified) as is_identified,
         count() as activity_events,
         countIf(type = 'track' and event = 'Feature Used') as feature_events,
         min(event_at) as first_event_at,

@@ -3,7 +3,7 @@
   (properties.feature) of the day, with their count and the first one's time.
 
   Daily-tagged, delete+insert of the event days the run's received calls touch, from
-  stg_segment__events FINAL.
+  int_product__calls.
 -#}
 {{
     config(
@@ -27,12 +27,10 @@ with events as (
 select
     event_date as activity_date,
     user_key,
-    {{ product_organization_id() }} as organization_id,
-    JSONExtractString(properties, 'feature') as feature,
+    organization_id,
+    feature,
     count() as uses,
     min(event_at) as first_used_at
 from events
-where type = 'track'
-  and event = 'Feature Used'
-  and feature != ''
+where feature != ''
 group by activity_date, user_key, organization_id, feature
