@@ -160,9 +160,8 @@ LIMIT 100""",
 SELECT organization_id, active_users_7d, active_users_28d, events_28d, open_tickets, tickets_28d,
        satisfaction_score_28d, mrr_cents, account_owner_name, open_opportunity_stage
 FROM marts.account_health_daily
-WHERE health_date = {day:Date} AND at_risk
-ORDER BY mrr_cents DESC, organization_id
-LIMIT 50""",
+WHERE health_date = {day:Date} AND at_risk AND mrr_rank <= 50
+ORDER BY mrr_rank""",
     "system_matches": """
 SELECT system_a, system_b, accounts_in_a, accounts_in_b, matched_accounts, only_in_a, only_in_b,
        share_of_a_matched

@@ -136,7 +136,8 @@ def test_at_risk_follows_the_rule_for_every_account_on_a_day(calls, sources):
     usage = usage_on(calls, DAY)
     support = support_on(sources, DAY)
     flags = {}
-    for org, row in _health(DAY).items():
+    health = _health(DAY)
+    for org, row in health.items():
         tickets = support.get(org)
         expected = usage[org].active_users_7d * 2 < usage[org].active_users_28d or (
             tickets is not None
@@ -145,6 +146,12 @@ def test_at_risk_follows_the_rule_for_every_account_on_a_day(calls, sources):
         flags[org] = expected
         assert bool(row["at_risk"]) == expected, org
     assert any(flags.values()) and not all(flags.values()), "the sample should hold both kinds"
+    # mrr_rank: 1, 2, ... by MRR (highest first, ties by organisation id) within each at-risk status
+    for status in (True, False):
+        ranked = sorted(
+            (org for org in flags if flags[org] == status), key=lambda o: (-health[o]["mrr_cents"], o)
+        )
+        assert [health[org]["mrr_rank"] for org in ranked] == list(range(1, len(ranked) + 1)), status
 
 
 def test_pair_match_counts(calls, sources):

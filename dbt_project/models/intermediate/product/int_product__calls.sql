@@ -1,6 +1,6 @@
 {#-
-  One row per Segment call (messageId), deduplicated (stg_segment__events FINAL), narrowed to what the
-  product models read, with the JSON fields they need extracted once:
+  One row per Segment call (event_date, messageId), deduplicated as stg_segment__events FINAL is,
+  narrowed to what the product models read, with the JSON fields they need extracted once:
     user_key          userId, else anonymousId ('' for none: a sorting key column cannot be Nullable)
     organization_id   macro product_organization_id ('' for a call naming none)
     feature           properties.feature of a track "Feature Used" ('' otherwise)
@@ -12,16 +12,19 @@
 
   Every daily product model reads this table for the event days a run touches, instead of each
   merging stg_segment__events FINAL and parsing properties, traits and context again (that merge and
-  parse is most of a daily run's dbt time; measured in benchmarks/segment_backfill.py).
+  parse was most of a daily run's dbt time; measured in benchmarks/segment_backfill.py).
 
-  Daily-tagged, delete+insert of the event days the run's received calls touch (macro
-  touched_event_days), so late calls reach their day and a re-run gives the same rows.
+  Daily-tagged, append: a run adds the calls received in its window (macro received_window) that the
+  table does not hold yet, one row per (event_date, message_id) like stg_segment__events FINAL (the
+  earliest delivery, highest _version). Duplicate deliveries carry the same call, so which one comes
+  first does not change a row. A re-run of a received day adds nothing; an hourly run of today adds
+  the calls that arrived since the last one; a late call lands in its own event day. A small day's
+  run reads only its own calls, not the event days its late calls touch.
 -#}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='event_date',
+        incremental_strategy='append',
         engine='MergeTree()',
         partition_by='toYYYYMM(event_date)',
         order_by='(event_date, user_key, organization_id)',
@@ -29,33 +32,51 @@
     )
 }}
 
-with touched_days as (
-    {{ touched_event_days(
-        env_var('SEGMENT_MIN_RECEIVED_DATE', '1970-01-01'),
-        env_var('SEGMENT_MAX_RECEIVED_DATE', '2999-12-31'),
-    ) }}
+{%- set min_date = env_var('SEGMENT_MIN_RECEIVED_DATE', '1970-01-01') %}
+{%- set max_date = env_var('SEGMENT_MAX_RECEIVED_DATE', '2999-12-31') %}
+
+with received as (
+    select *
+    from {{ ref('stg_segment__events') }}
+    where event_date in ({{ touched_event_days(min_date, max_date) }})
+      and {{ received_window('received_date', min_date, max_date) }}
+),
+
+calls as (
+    select
+        event_date,
+        event_at,
+        message_id,
+        type,
+        event,
+        ifNull(user_key, '') as user_key,
+        user_id is not null as is_identified,
+        {{ product_organization_id() }} as organization_id,
+        if(type = 'track' and event = 'Feature Used', JSONExtractString(properties, 'feature'), '') as feature,
+        multiIf(
+            type = 'identify', JSONExtractString(traits, 'plan'),
+            type = 'track' and event = 'Plan Upgraded', JSONExtractString(properties, 'to_plan'),
+            ''
+        ) as plan,
+        if(type = 'track' and event = 'Onboarding Step Completed',
+           {{ product_json_int('properties', 'step') }}, null)
+            as onboarding_step,
+        if(type = 'track' and event = 'Onboarding Step Completed',
+           {{ product_json_int('properties', 'total_steps') }}, null)
+            as onboarding_total_steps,
+        _version
+    from received
 )
 
-select
-    event_date,
-    event_at,
-    message_id,
-    type,
-    event,
-    ifNull(user_key, '') as user_key,
-    user_id is not null as is_identified,
-    {{ product_organization_id() }} as organization_id,
-    if(type = 'track' and event = 'Feature Used', JSONExtractString(properties, 'feature'), '') as feature,
-    multiIf(
-        type = 'identify', JSONExtractString(traits, 'plan'),
-        type = 'track' and event = 'Plan Upgraded', JSONExtractString(properties, 'to_plan'),
-        ''
-    ) as plan,
-    if(type = 'track' and event = 'Onboarding Step Completed',
-       {{ product_json_int('properties', 'step') }}, null)
-        as onboarding_step,
-    if(type = 'track' and event = 'Onboarding Step Completed',
-       {{ product_json_int('properties', 'total_steps') }}, null)
-        as onboarding_total_steps
-from {{ ref('stg_segment__events') }} final
-where event_date in (select event_date from touched_days)
+select * except (_version)
+from calls
+{%- if is_incremental() %}
+where (event_date, message_id) not in (
+    select event_date, message_id
+    from {{ this }}
+    where event_date in ({{ touched_event_days(min_date, max_date) }})
+      and message_id in (select message_id from received)
+)
+{%- endif %}
+order by _version desc
+limit 1 by event_date, message_id

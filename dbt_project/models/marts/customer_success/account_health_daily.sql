@@ -1,15 +1,19 @@
 {#-
   One row per product organisation and activity day (a UTC day with product activity in the data)
   on which the organisation had activity in the trailing 28 days: usage, support, billing and sales
-  inputs of its health that day. Rebuilt whole on every run. Sorted by day, then at-risk accounts apart
-  and by MRR, so the customer-success dashboard's "accounts at risk, biggest first" reads a few
-  granules of one day (read in order, stopping at its LIMIT).
+  inputs of its health that day. Rebuilt whole on every run. Sorted by day, then at-risk accounts apart,
+  then by mrr_rank (the account's rank by MRR among the day's accounts of the same at-risk status), so
+  the customer-success dashboard's "accounts at risk, biggest first" (mrr_rank <= N) reads one granule
+  of one day instead of every at-risk account of the day. The rank's window sorts every row of the
+  table: past 256 MiB that sort spills to disk (max_bytes_before_external_sort) instead of failing
+  at the server's memory limit (30 days x 135,000 accounts needed more than 2 GiB in memory).
 -#}
 {{
     config(
         materialized='table',
         engine='MergeTree()',
-        order_by='(health_date, at_risk, mrr_cents, organization_id)',
+        order_by='(health_date, at_risk, mrr_rank)',
+        query_settings={'max_bytes_before_external_sort': 268435456},
     )
 }}
 
@@ -104,8 +108,9 @@ accounts as (
     from {{ ref('stg_salesforce__accounts') }} as accounts
     left join {{ ref('stg_salesforce__users') }} as users on users.user_id = accounts.owner_user_id
     left join open_opportunities on open_opportunities.account_id = accounts.account_id
-)
+),
 
+health as (
 select
     concat(usage.organization_id, '|', toString(usage.health_date)) as organization_day_key,
     usage.health_date as health_date,
@@ -141,3 +146,9 @@ left join rating_days
     on rating_days.organization_id = usage.organization_id and rating_days.health_date = usage.health_date
 left join mrr on mrr.organization_id = usage.organization_id and mrr.month_start = toStartOfMonth(usage.health_date)
 left join accounts on accounts.salesforce_account_id = systems.salesforce_account_id
+)
+
+select
+    *,
+    row_number() over (partition by health_date, at_risk order by mrr_cents desc, organization_id) as mrr_rank
+from health
