@@ -16,6 +16,7 @@ schedule that runs them weekly (Sunday 01:00, ``cadences.CADENCES["weekly"]``) i
 """
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -44,6 +45,8 @@ from analytics_orchestration.clickhouse.loads import table_exists
 from analytics_orchestration.clickhouse.resource import CLICKHOUSE_LOAD_POOL, ClickHouseResource
 from analytics_orchestration.dbt.project import dbt_project
 from analytics_orchestration.segment import sql as segment_sql
+
+logger = logging.getLogger(__name__)
 
 MAINTENANCE_KEY = AssetKey(["clickhouse", "maintenance", "replacing_merge_tree_optimize"])
 MAINTENANCE_GROUP = "clickhouse_maintenance"
@@ -176,14 +179,18 @@ class TableOptimize:
 
 
 def optimize_table(
-    client: Client, database: str, table: str, partitioned: bool, warn: Callable[[str], None] = print
+    client: Client,
+    database: str,
+    table: str,
+    partitioned: bool,
+    warn: Callable[[str], None] = logger.warning,
 ) -> TableOptimize:
     """``OPTIMIZE TABLE ... FINAL`` on each partition of ``database.table`` that needs it
     (:attr:`PartitionParts.needs_merge`), one statement per partition (the whole table in one when it
     is not partitioned). A failed statement is recorded and the next partition still runs; the table
     vanishing midway (dropped, or swapped out by a load) ends it quietly. Never raises for a
     ClickHouse error of the OPTIMIZE itself; idempotent (a merged partition is skipped). ``warn``
-    receives one line per failed statement.
+    receives one line per failed statement (default: this module's logger).
     """
     result = TableOptimize(table=f"{database}.{table}")
     started = time.monotonic()
