@@ -1583,8 +1583,9 @@ class Endpoint:
                 return
             small_size = SMALL_RESULT_BYTES + 1  # from now on every chunk goes on at once
             try:
-                while small:
-                    anyio.from_thread.run(send_chunks.send, small.pop(0))
+                for piece in small:
+                    anyio.from_thread.run(send_chunks.send, piece)
+                small.clear()
                 anyio.from_thread.run(send_chunks.send, chunk)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
                 raise ClientGone() from exc

@@ -1,5 +1,6 @@
 {#-
-  Column expressions over stg_segment__events that the product models share.
+  Column expressions over stg_segment__events for int_product__calls, and the product models' read
+  of int_product__calls.
 
   product_organization_id(): the organisation a call belongs to, '' when it names none. A Segment
   group call names it as groupId (the group it joins; only group calls carry one). The app sends it as

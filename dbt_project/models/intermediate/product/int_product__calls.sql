@@ -35,10 +35,14 @@
 {%- set min_date = env_var('SEGMENT_MIN_RECEIVED_DATE', '1970-01-01') %}
 {%- set max_date = env_var('SEGMENT_MAX_RECEIVED_DATE', '2999-12-31') %}
 
-with received as (
+with touched_days as (
+    {{ touched_event_days(min_date, max_date) }}
+),
+
+received as (
     select *
     from {{ ref('stg_segment__events') }}
-    where event_date in ({{ touched_event_days(min_date, max_date) }})
+    where event_date in (select event_date from touched_days)
       and {{ received_window('received_date', min_date, max_date) }}
 ),
 
@@ -74,7 +78,7 @@ from calls
 where (event_date, message_id) not in (
     select event_date, message_id
     from {{ this }}
-    where event_date in ({{ touched_event_days(min_date, max_date) }})
+    where event_date in (select event_date from touched_days)
       and message_id in (select message_id from received)
 )
 {%- endif %}
