@@ -40,13 +40,15 @@ first time a process touches it, which would otherwise land on whichever measure
 (a), then (b) and the three of (c) alternating ``--repeat`` times; medians are used (these machines
 are noisy). Each timed measure starts once ClickHouse runs no background merge.
 
-Then the small-day start-up: one extra received day of about ``--small-day-events`` lines (the day
-after the big ones, generated into its own folder) is materialized as a user launches it, in a fresh
-process: ``dagster asset materialize -m analytics_orchestration.definitions --select
-'key:segment/raw_segment/events+' --partition <day>`` (``DAGSTER_HOME`` a temporary instance, telemetry off).
-Its wall time (process start to exit) is ``small_day_run_s``, split into Dagster start-up (process
-start to RUN_START in the run's event log), the load step, the dbt step and the rest (other steps,
-between steps, run end, process exit).
+Then the small-day start-up: ``--small-day-repeat`` extra received days of about ``--small-day-events``
+lines each (the weekdays after the big ones, each generated into its own folder, each with late
+calls for the days before it) are materialized one after the other, each as a user launches it, in
+a fresh process: ``dagster asset materialize -m analytics_orchestration.definitions --select
+'key:segment/raw_segment/events or tag:daily' --partition <day>`` (``DAGSTER_HOME`` a temporary
+instance, telemetry off). A run's wall time is process start to exit; ``small_day_run_s`` is the
+median of the runs (one run on this VM varies by about +-1.5 s), split, for the run nearest the
+median, into Dagster start-up (process start to RUN_START in the run's event log), the load step,
+the dbt step and the rest (other steps, between steps, run end, process exit).
 
 Usage::
 
@@ -73,8 +75,9 @@ deliveries and malformed lines alike). Fields:
 - ``clickhouse_lines_s``, ``clickhouse_lines_per_s``: the LineAsString floor, median;
 - ``ratio``: (a)/(c) throughput (target >= 0.5); ``raw_load_ratio``: (b)/(c) (target >= 0.8);
   ``raw_load_ratio_extract``: (b) over ``clickhouse_extract``;
-- ``small_day_events``, ``small_day_run_s`` (target < 15), ``small_day_split`` {``startup_s``,
-  ``load_s``, ``dbt_s``, ``other_s``}, ``small_day_dbt_nodes``, ``small_day_route``;
+- ``small_day_events``, ``small_day_run_s`` (median, target < 15), ``small_day_runs`` (every run's
+  seconds), ``small_day_split`` {``startup_s``, ``load_s``, ``dbt_s``, ``other_s``} and
+  ``small_day_dbt_nodes`` (the run nearest the median), ``small_day_route``;
 - ``repeat``, ``cores`` (``os.cpu_count()``), ``runs``: every timing of (b) and (c).
 """
 
@@ -164,6 +167,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=3, help="weekdays to backfill, 1..5 (default 3)")
     parser.add_argument("--events-per-day", type=int, default=1_000_000, help="lines a day (1,000,000)")
     parser.add_argument("--small-day-events", type=int, default=2_000, help="lines of the small day")
+    parser.add_argument("--small-day-repeat", type=int, default=3, help="small days run, one after the other")
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs of (b) and (c)")
     args = parser.parse_args()
     if not 1 <= args.days <= 5:
@@ -396,7 +400,12 @@ def run(root: Path, stack: EmbeddedStack, args: argparse.Namespace) -> dict[str,
 
     waited = settle(client, 600)
     say(f"waited {waited:.1f} s for background merges before the small day")
-    small = small_day_run(root, stack, env, days[-1] + timedelta(days=1), args.small_day_events)
+    smalls = [
+        small_day_run(root, stack, env, day, args.small_day_events, n)
+        for n, day in enumerate(weekdays_after(days[-1], args.small_day_repeat))
+    ]
+    small_median = statistics.median(small["run_s"] for small in smalls)
+    small = min(smalls, key=lambda run: abs(run["run_s"] - small_median))
 
     def rate(lines: int, seconds: float) -> int:
         return round(lines / seconds) if seconds else 0
@@ -433,7 +442,8 @@ def run(root: Path, stack: EmbeddedStack, args: argparse.Namespace) -> dict[str,
         "raw_load_ratio": round(raw_rate / clickhouse_rate, 3),
         "raw_load_ratio_extract": round(raw_rate / extract_rate, 3),
         "small_day_events": small["events"],
-        "small_day_run_s": small["run_s"],
+        "small_day_run_s": round(small_median, 3),
+        "small_day_runs": [run["run_s"] for run in smalls],
         "small_day_split": small["split"],
         "small_day_dbt_nodes": small["dbt_nodes"],
         "small_day_route": small["route"],
@@ -571,18 +581,29 @@ class Baselines:
         }
 
 
+def weekdays_after(day: date, count: int) -> list[date]:
+    """The ``count`` weekdays after ``day`` (full weekday volumes, like the big days)."""
+    days: list[date] = []
+    while len(days) < count:
+        day += timedelta(days=1)
+        if day.weekday() < 5:
+            days.append(day)
+    return days
+
+
 def small_day_run(
-    root: Path, stack: EmbeddedStack, env: dict[str, str], day: date, small_events: int
+    root: Path, stack: EmbeddedStack, env: dict[str, str], day: date, small_events: int, n: int
 ) -> dict[str, Any]:
-    """Generate and upload one small received day, then materialize its partition as a user would."""
+    """Generate and upload one small received day, then materialize its partition as a user would
+    (``n`` numbers its folders)."""
     from dagster import DagsterInstance
 
-    sample = root / "small_sample"  # apart from the big sample: the generator owns its folder
+    sample = root / f"small_sample_{n}"  # apart from the big sample: the generator owns its folder
     summary = generate_sample(
         sample, start=day, days=1, events_per_day=small_events, segment_source_id=env["SEGMENT_SOURCE_ID"]
     )
     upload_folder(s3_client(env), sample / ARCHIVE_PREFIX, ARCHIVE_BUCKET, ARCHIVE_PREFIX)
-    home = root / "dagster_home"
+    home = root / f"dagster_home_{n}"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
     dagster = Path(sys.executable).parent / "dagster"
@@ -590,7 +611,7 @@ def small_day_run(
         str(dagster), "asset", "materialize", "-m", "analytics_orchestration.definitions",
         "--select", "key:segment/raw_segment/events or tag:daily", "--partition", day.isoformat(),
     ]  # fmt: skip
-    log = root / "small_day_run.log"
+    log = root / f"small_day_run_{n}.log"
     say(f"small day {day}: {summary.segment_lines:,} lines; dagster {' '.join(command[1:])} ...")
     launched = datetime.now(timezone.utc).timestamp()
     started = time.perf_counter()
@@ -666,7 +687,7 @@ def report(r: dict[str, Any]) -> None:
     small = r["small_day_split"]
     say(
         f"small day: {r['small_day_events']:,} events, {r['small_day_route']}: "
-        f"{r['small_day_run_s']:.2f} s (target < 15)"
+        f"{r['small_day_run_s']:.2f} s, median of {r['small_day_runs']} (target < 15)"
     )
     say(
         f"    = start-up {small['startup_s']:.2f} + load {small['load_s']:.2f} + dbt {small['dbt_s']:.2f} "

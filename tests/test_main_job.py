@@ -62,6 +62,27 @@ def test_dbt_models_show_their_table_and_typed_columns(pipeline, embedded_stack)
     assert pipeline["defs"].resolve_asset_graph().get(key).metadata["dagster/table_name"] == (
         "marts.daily_active_users"
     )
+    assert metadata["dagster/table_name"].value == "marts.daily_active_users"
+
+
+def test_dbt_models_report_their_rows_and_views_none(pipeline):
+    """A built table's row count is its count() right after the build, not system.tables.total_rows
+    (which still counts the rows delete+insert has masked); a view reports columns and no count.
+    Rebuilt here, so no other test's writes come between the build and the count."""
+    key = AssetKey(["dbt", "marts", "daily_active_users"])
+    job = pipeline["defs"].resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=pipeline["instance"], partition_key=START.isoformat(), asset_selection=[key]
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("dbt_daily_models")[0].metadata
+    held = _client().command("SELECT count() FROM marts.daily_active_users")
+    assert metadata["dagster/row_count"].value == held
+    view = pipeline["instance"].get_latest_materialization_event(
+        AssetKey(["dbt", "staging", "stg_stripe__customers"])
+    )
+    assert "dagster/row_count" not in view.asset_materialization.metadata
+    assert view.asset_materialization.metadata["dagster/column_schema"].value.columns
 
 
 def test_segment_rows_and_rejects_match_the_raw_archive(pipeline, embedded_stack):

@@ -3,9 +3,10 @@
 Models tagged ``daily`` are incremental over Segment's received days: a run over a partition range
 hands the range (inclusive, UTC) to dbt as the environment variables of :data:`WINDOW_VARIABLES`, and a
 backfill of any length is one run (``BackfillPolicy.single_run()``). Why environment variables and not
-``--vars``: dbt drops partial parsing and re-parses the whole project whenever ``--vars`` change,
-while a changed ``env_var()`` value re-parses only the files that read it (dbt's partial parsing
-docs). dagster-dbt copies ``target/partial_parse.msgpack`` into each invocation's target path.
+``--vars``: dbt drops partial parsing and re-parses the whole project whenever ``--vars`` change. The
+dbt macro ``segment_received_window()`` reads them only while dbt executes, never while it parses, so
+partial parsing records no dependency on them and a run parses nothing: dagster-dbt copies the
+prepared ``target/partial_parse.msgpack`` into each invocation's target path.
 
 Every other model is rebuilt whole. ``dbt build`` also runs the models' tests, which dagster-dbt
 reports as asset checks. All dbt assets share the ``dbt`` pool, so two runs never build a model at once.
@@ -21,19 +22,23 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from clickhouse_connect.driver.client import Client
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetSelection,
     AutomationCondition,
     BackfillPolicy,
     Failure,
     MetadataValue,
+    Output,
     TimeWindow,
 )
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
+from analytics_orchestration.clickhouse.metadata import table_metadata, table_rows
 from analytics_orchestration.clickhouse.resource import ClickHouseResource
 from analytics_orchestration.dbt.project import dbt_project
 from analytics_orchestration.segment.assets import EVENTS_KEY
@@ -41,7 +46,7 @@ from analytics_orchestration.segment.partitions import segment_daily_partitions
 
 DAILY_SELECTOR = "tag:daily"
 DBT_POOL = "dbt"
-# The received-day window of a daily run, read by the daily models with env_var().
+# The received-day window of a daily run, read by the dbt macro segment_received_window().
 WINDOW_VARIABLES = ("SEGMENT_MIN_RECEIVED_DATE", "SEGMENT_MAX_RECEIVED_DATE")
 
 ON_UPSTREAM_CHANGE = AutomationCondition.eager().replace(
@@ -134,18 +139,45 @@ def failure_hint(message: str) -> str | None:
     return None
 
 
-def build(dbt: DbtCliResource, context: AssetExecutionContext) -> Iterator[Any]:
-    """``dbt build`` of the context's selection, streaming its events with each model's row count and
-    its columns with their ClickHouse types (``dagster/column_schema``); a failure whose cause is known
-    (:func:`failure_hint`) fails with one line on what to do and dbt's messages as metadata.
+def model_metadata(client: Client, node: Mapping[str, Any]) -> dict[str, Any]:
+    """What a built model's materialization carries, read from ClickHouse as it is after the build:
+    ``dagster/table_name``, ``dagster/column_schema`` (ClickHouse types) and, unless the model is a
+    view (whose count would run its query), ``dagster/row_count`` (rows, the whole table).
+
+    ``node`` is the model's entry in dbt's manifest (``schema`` is the ClickHouse database, ``alias``
+    the table)."""
+    database, table = node["schema"], node["alias"]
+    metadata = table_metadata(client, database, table)
+    if node["config"]["materialized"] != "view":
+        metadata["dagster/row_count"] = table_rows(client, database, table)
+    return metadata
+
+
+def build(
+    dbt: DbtCliResource, clickhouse: ClickHouseResource, context: AssetExecutionContext
+) -> Iterator[Any]:
+    """``dbt build`` of the context's selection, streaming its events; each built model's event carries
+    :func:`model_metadata`. A failure whose cause is known (:func:`failure_hint`) fails with one line on
+    what to do and dbt's messages as metadata.
+
+    The metadata is read here, one model at a time as dbt reports it, not with dagster-dbt's
+    ``fetch_row_counts()`` / ``fetch_column_metadata()``: those poll their thread pools in a loop that
+    never sleeps (``dagster._core.utils.imap``), which took a core from dbt and ClickHouse on this
+    2-core machine, and open dbt's adapter in this process first (about 1 s before dbt starts).
 
     Raises:
         Failure: the invocation failed for a known cause.
         DagsterDbtCliRuntimeError: it failed for another.
     """
+    client = clickhouse.get_client()
     try:
-        events = dbt.cli(["build"], context=context).stream()
-        yield from events.fetch_row_counts().fetch_column_metadata()
+        invocation = dbt.cli(["build"], context=context)
+        nodes = invocation.manifest["nodes"]
+        for event in invocation.stream():
+            if isinstance(event, Output | AssetMaterialization):
+                node = nodes[event.metadata["unique_id"].value]
+                event = event.with_metadata({**event.metadata, **model_metadata(client, node)})
+            yield event
     except DagsterDbtCliRuntimeError as err:
         hint = failure_hint(str(err))
         if hint is None:
@@ -166,8 +198,8 @@ def build(dbt: DbtCliResource, context: AssetExecutionContext) -> Iterator[Any]:
 def dbt_models(
     context: AssetExecutionContext, dbt: DbtCliResource, clickhouse: ClickHouseResource
 ) -> Iterator[Any]:
-    """Unpartitioned models (``clickhouse`` is required so missing settings fail by name first)."""
-    yield from build(dbt, context)
+    """Unpartitioned models."""
+    yield from build(dbt, clickhouse, context)
 
 
 @dbt_assets(
@@ -185,4 +217,4 @@ def dbt_daily_models(
 ) -> Iterator[Any]:
     """Incremental models over the run's received days (one run covers a whole backfill range)."""
     with environment(window_env(context.partition_time_window)):
-        yield from build(dbt, context)
+        yield from build(dbt, clickhouse, context)

@@ -27,14 +27,12 @@
 
 
 {#-
-  product_touched_calls(min_date, max_date): the deduplicated calls of int_product__calls (one row per
-  messageId, JSON fields extracted) of the event days that the calls received between min_date and
-  max_date touch (macro touched_event_days). Callers pass env_var('SEGMENT_MIN_RECEIVED_DATE', ...) /
-  env_var('SEGMENT_MAX_RECEIVED_DATE', ...) from their own file, so dbt's partial parsing re-parses
-  them when the window changes.
+  product_touched_calls(): the deduplicated calls of int_product__calls (one row per messageId, JSON
+  fields extracted) of the event days that the calls received in the run's window touch (macro
+  touched_event_days).
 -#}
-{% macro product_touched_calls(min_date, max_date) -%}
+{% macro product_touched_calls() -%}
     select *
     from {{ ref('int_product__calls') }}
-    where event_date in ({{ touched_event_days(min_date, max_date) }})
+    where event_date in ({{ touched_event_days() }})
 {%- endmacro %}

@@ -1,8 +1,12 @@
-"""The dbt CLI resource knows dbt's version without running ``dbt --version`` (which calls PyPI)."""
+"""The dbt CLI resource knows dbt's version without running ``dbt --version`` (which calls PyPI) and opens
+no dbt adapter in Dagster's process."""
 
 import re
 import subprocess
+from functools import cached_property
 from unittest import mock
+
+from dagster_dbt import DbtCliResource
 
 from analytics_orchestration.dbt.project import dbt_executable, dbt_project
 from analytics_orchestration.dbt.resource import DbtCoreCliResource
@@ -15,3 +19,12 @@ def test_version_is_the_installed_dbt_without_a_subprocess() -> None:
     resource = DbtCoreCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
     with mock.patch("dagster_dbt.core.resource.check_output", side_effect=AssertionError("ran dbt")):
         assert str(resource._cli_version) == expected.group(1)
+
+
+def test_no_adapter_is_opened_and_the_overridden_hooks_still_exist() -> None:
+    """The overrides are of dagster-dbt's private methods: if dagster-dbt renames them, this fails
+    (an override of a method nobody calls would silently bring back the PyPI call and the adapter)."""
+    assert callable(DbtCliResource._initialize_dbt_core_adapter)
+    assert isinstance(DbtCliResource.__dict__["_cli_version"], cached_property)
+    resource = DbtCoreCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
+    assert resource._initialize_dbt_core_adapter(["build"]) is None

@@ -32,18 +32,15 @@
     )
 }}
 
-{%- set min_date = env_var('SEGMENT_MIN_RECEIVED_DATE', '1970-01-01') %}
-{%- set max_date = env_var('SEGMENT_MAX_RECEIVED_DATE', '2999-12-31') %}
-
 with touched_days as (
-    {{ touched_event_days(min_date, max_date) }}
+    {{ touched_event_days() }}
 ),
 
 received as (
     select *
     from {{ ref('stg_segment__events') }}
     where event_date in (select event_date from touched_days)
-      and {{ received_window('received_date', min_date, max_date) }}
+      and {{ received_window('received_date') }}
 ),
 
 calls as (

@@ -22,10 +22,7 @@
 }}
 
 with events as (
-    {{ product_touched_calls(
-        env_var('SEGMENT_MIN_RECEIVED_DATE', '1970-01-01'),
-        env_var('SEGMENT_MAX_RECEIVED_DATE', '2999-12-31'),
-    ) }}
+    {{ product_touched_calls() }}
 )
 
 select

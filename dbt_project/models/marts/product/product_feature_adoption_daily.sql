@@ -19,10 +19,7 @@
 }}
 
 with touched_days as (
-    {{ touched_event_days(
-        env_var('SEGMENT_MIN_RECEIVED_DATE', '1970-01-01'),
-        env_var('SEGMENT_MAX_RECEIVED_DATE', '2999-12-31'),
-    ) }}
+    {{ touched_event_days() }}
 ),
 
 days as (

@@ -49,8 +49,4 @@ select
     -- earliest delivery wins: versions count down from 2100-01-01 in milliseconds
     toUInt64(4102444800000 - toUnixTimestamp64Milli(received_at)) as _version
 from {{ source('segment', 'events') }}
-where {{ received_window(
-    'received_date',
-    env_var('SEGMENT_MIN_RECEIVED_DATE', '1970-01-01'),
-    env_var('SEGMENT_MAX_RECEIVED_DATE', '2999-12-31'),
-) }}
+where {{ received_window('received_date') }}
