@@ -127,8 +127,10 @@ DEFAULT_MAX_MEMORY_USAGE = 2 << 30
 # memory at start.
 PURGE_THRESHOLD_SHARE = 4
 PURGE_THRESHOLD_BYTES = 512 << 20
-# How often a request end reads the process's resident memory to decide on a purge (seconds): reading
-# it after every query cost about 3% of the endpoint's time under many small dashboard queries.
+# How often the end of a short request reads the process's resident memory to decide on a purge
+# (seconds): reading it after every query cost about 3% of the endpoint's time under many small
+# dashboard queries. A request that took at least this long, or failed, is always checked, so a big
+# query's memory is given back before it answers.
 RSS_CHECK_INTERVAL_S = 0.25
 # A result up to this size stays in the worker thread until its query ends and is handed over once,
 # saving a hop into the event loop per chunk for the small results of dashboard queries (bytes).
@@ -844,11 +846,11 @@ class Engine:
             self.version, self.data_dir, limit,
         )  # fmt: skip
 
-    def needs_purge(self) -> bool:
+    def needs_purge(self, always: bool = False) -> bool:
         """Whether the process holds more resident memory than the threshold of release_memory,
-        looked at most every RSS_CHECK_INTERVAL_S (False in between)."""
+        looked at most every RSS_CHECK_INTERVAL_S (False in between) unless ``always``."""
         now = time.monotonic()
-        if now < self._next_rss_check:
+        if now < self._next_rss_check and not always:
             return False
         self._next_rss_check = now + RSS_CHECK_INTERVAL_S
         return self._over_threshold()
@@ -1461,6 +1463,7 @@ class Endpoint:
         sent, so a client may reuse both as soon as it has read the response.
         """
         query_id = request.query_params.get("query_id") or str(uuid.uuid4())
+        started = time.monotonic()
         output = Output(send)
         try:
             try:
@@ -1481,17 +1484,17 @@ class Endpoint:
                 raise ClickHouseError(STD_EXCEPTION, f"{type(exc).__name__}: {exc}. (STD_EXCEPTION)") from exc
         except ClickHouseError as error:
             logger.info("query %s failed: code %d", query_id, error.code)
-            await self._release_memory()
+            await self._release_memory(always=True)  # a failure may have left anything up to the limit
             if output.started:
                 await output.write(exception_block(error, self.engine.version, output.tag), more=False)
             else:
                 await output.respond(error_response(error, self.engine.version, query_id))
             return
-        await self._release_memory()
+        await self._release_memory(always=time.monotonic() - started >= RSS_CHECK_INTERVAL_S)
         await finish()
 
-    async def _release_memory(self) -> None:
-        if self.engine.needs_purge():
+    async def _release_memory(self, always: bool) -> None:
+        if self.engine.needs_purge(always):
             await run_in_threadpool(self.engine.release_memory)
 
     async def _run(
