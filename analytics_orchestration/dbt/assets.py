@@ -166,8 +166,10 @@ def build(
     2-core machine, and open dbt's adapter in this process first (about 1 s before dbt starts).
 
     Raises:
+        ClickHouseUnreachableError: nothing answers at the ClickHouse settings (before dbt starts).
         Failure: the invocation failed for a known cause.
         DagsterDbtCliRuntimeError: it failed for another.
+        clickhouse_connect.driver.exceptions.DatabaseError: a built model's table could not be read.
     """
     client = clickhouse.get_client()
     try:
