@@ -268,3 +268,43 @@ def test_todays_partition_loads_what_arrived_so_far_and_reports_its_lag(defs, so
     expected = (datetime.now(timezone.utc) - max(received)).total_seconds()
     assert expected - 600 < lag.metadata["lag_seconds"].value <= expected  # measured during the run
     assert lag.passed == (expected <= 3 * 3600)
+
+
+def test_a_messageid_sent_again_for_another_day_fails_the_exactly_once_check(defs, source):
+    """A messageId that comes back on a later received day with a timestamp on another event day
+    would count twice. The check reads only the messageIds received in its run's window, over the
+    event days that window touches, and still fails the run that received the second delivery, though
+    the first was received (and checked) by an earlier run: here a late call of the second day touches
+    the first delivery's day."""
+    first, second = date(2025, 10, 6), date(2025, 10, 7)
+    at, later = (
+        datetime.combine(day, datetime.min.time(), timezone.utc) + timedelta(hours=9)
+        for day in (first, second)
+    )
+    lines = {
+        first: [json.dumps(make_call("track", f"resent-{n}", "u-1", at, at)) for n in range(3)],
+        second: [
+            json.dumps(make_call("track", "resent-0", "u-1", later, later)),
+            json.dumps(make_call("track", "late-0", "u-2", at, later)),
+        ],
+    }
+    publish(source, lines)
+    instance = DagsterInstance.ephemeral()
+    name = "assert_stg_segment__events_one_row_per_message"
+    client = _client()
+    try:
+        assert check(run_range(defs, first, first, instance), name).passed
+        result = run_range(defs, second, second, instance)
+        evaluation = check(result, name)
+        assert not evaluation.passed
+        assert not result.success
+    finally:
+        # the second delivery must not reach later tests' runs: out of staging and out of the raw day
+        client.command(
+            "DELETE FROM staging.stg_segment__events WHERE message_id = 'resent-0' AND event_date = {d:Date}",
+            parameters={"d": second.isoformat()},
+        )
+        client.command(
+            "ALTER TABLE raw_segment.archive_lines DROP PARTITION {d:Date}",
+            parameters={"d": second.isoformat()},
+        )

@@ -1,6 +1,6 @@
 {#-
   Daily, weekly (rolling 7 days) and monthly (rolling 28 days) active users per day, overall and
-  per plan and per organisation, exact (uniqExact) from int_product__user_days.
+  per plan and per organisation, exact, from int_product__user_days.
 
   A user counts in a plan's (organisation's) row when active on a day of the window while on that
   plan (in that organisation): a user who upgraded inside the window counts under both plans, so plan
@@ -10,6 +10,10 @@
   its touched event days and the 27 days after each (up to the last activity day) and replaces them
   (delete+insert on activity_date). Each (segment, user) is expanded once into the distinct days its
   activity covers, so the work is proportional to the rows written, never to 28 x the raw events.
+  Exact counts without uniqExact: user_segment_days holds one row per (segment, user) and the
+  expansion gives each of its days once, so a (day, segment) group holds each user at most once and
+  count() is the distinct count (uniqExact's hash set per group doubled this model's time; measured
+  in benchmarks/segment_backfill.py's small day).
 -#}
 {{
     config(
@@ -50,9 +54,9 @@ select
     target_date as activity_date,
     segment_type,
     segment_value,
-    uniqExactIf(user_key, has(days, target_date)) as dau,
-    uniqExactIf(user_key, arrayExists(d -> d > target_date - 7 and d <= target_date, days)) as wau,
-    uniqExact(user_key) as mau
+    countIf(has(days, target_date)) as dau,
+    countIf(arrayExists(d -> d > target_date - 7 and d <= target_date, days)) as wau,
+    count() as mau
 from user_segment_days
 array join arrayDistinct(arrayFlatten(arrayMap(d -> arrayMap(i -> d + i, range(28)), days))) as target_date
 where target_date in (select activity_date from target_days)
