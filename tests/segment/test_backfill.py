@@ -272,10 +272,9 @@ def test_todays_partition_loads_what_arrived_so_far_and_reports_its_lag(defs, so
 
 def test_a_messageid_sent_again_for_another_day_fails_the_exactly_once_check(defs, source):
     """A messageId that comes back on a later received day with a timestamp on another event day
-    would count twice. The check reads only the messageIds received in its run's window, over the
-    event days that window touches, and still fails the run that received the second delivery, though
-    the first was received (and checked) by an earlier run: here a late call of the second day touches
-    the first delivery's day."""
+    would count twice. The check reads the event days that its run's window touches, and fails the
+    run that received the second delivery, though the first was received (and checked) by an earlier
+    run: here a late call of the second day touches the first delivery's day."""
     first, second = date(2025, 10, 6), date(2025, 10, 7)
     at, later = (
         datetime.combine(day, datetime.min.time(), timezone.utc) + timedelta(hours=9)

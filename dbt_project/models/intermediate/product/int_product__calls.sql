@@ -20,6 +20,11 @@
   first does not change a row. A re-run of a received day adds nothing; an hourly run of today adds
   the calls that arrived since the last one; a late call lands in its own event day. A small day's
   run reads only its own calls, not the event days its late calls touch.
+
+  The earliest delivery is found by sorting on (event_date, message_id, _version desc): stg is stored
+  in (event_date, message_id) order, so ClickHouse only finishes the sort within each key instead of
+  sorting the window's calls whole (a 3M-call backfill: 6.5 -> 5.3 s for this query, measured on the
+  benchmark's stack).
 -#}
 {{
     config(
@@ -79,5 +84,5 @@ where (event_date, message_id) not in (
       and message_id in (select message_id from received)
 )
 {%- endif %}
-order by _version desc
+order by event_date, message_id, _version desc
 limit 1 by event_date, message_id
