@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 
 from dagster import AssetKey, materialize
 
 from analytics_orchestration.airbyte.config import load_connection_configs
+from analytics_orchestration.dbt.project import dbt_project
 from analytics_orchestration.segment.partitions import received_day_folder
 from devstack.airbyte_server import source_file
 from devstack.main_run import RunSummary, run_main_job
@@ -83,6 +85,35 @@ def test_dbt_models_report_their_rows_and_views_none(pipeline):
     )
     assert "dagster/row_count" not in view.asset_materialization.metadata
     assert view.asset_materialization.metadata["dagster/column_schema"].value.columns
+
+
+def test_not_null_tests_are_only_on_columns_clickhouse_can_leave_null(pipeline):
+    """The daily models (the Segment models every hourly and daily run builds) test not_null only on
+    Nullable columns. A ClickHouse column of any other type cannot hold NULL (an INSERT stores the
+    type's default instead), so a not_null test on it can never fail, while it costs every run a
+    query and three Dagster events; the column's type (each asset's column schema) is the guarantee."""
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    relations = {**manifest["nodes"], **manifest["sources"]}
+    client = _client()
+    checked, vacuous = [], []
+    for node in manifest["nodes"].values():
+        test = node.get("test_metadata") or {}
+        if node["resource_type"] != "test" or test.get("name") != "not_null":
+            continue
+        tested = relations[node["depends_on"]["nodes"][0]]
+        if "daily" not in tested.get("tags", []):
+            continue
+        column = test["kwargs"]["column_name"]
+        checked.append(f"{tested['name']}.{column}")
+        kind = client.command(
+            "SELECT type FROM system.columns"
+            " WHERE database = {d:String} AND table = {t:String} AND name = {c:String}",
+            parameters={"d": tested["schema"], "t": tested.get("alias") or tested["identifier"], "c": column},
+        )
+        if not str(kind).startswith("Nullable("):
+            vacuous.append(f"{tested['name']}.{column} {kind}")
+    assert "stg_segment__events.user_key" in checked
+    assert not vacuous, "daily not_null tests on columns that cannot be NULL:\n" + "\n".join(vacuous)
 
 
 def test_segment_rows_and_rejects_match_the_raw_archive(pipeline, embedded_stack):
