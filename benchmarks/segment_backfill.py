@@ -11,7 +11,7 @@ with the generator's late, duplicate and malformed lines) into its S3, then meas
     and the dbt step from the run's step stats, with dbt's own time per model and test. Measured
     once, after the warm-up: the raw load replaces the days' partitions as any re-run does, the dbt
     models are built from scratch (a first backfill).
-(b) ``raw_load``: ``analytics_orchestration.segment.assets.load_day`` for each day (the raw step's
+(b) ``raw_load``: ``analytics_orchestration.defs.segment.assets.load_day`` for each day (the raw step's
     work without Dagster), summed over the days; split by ClickHouse statement (the parse-once
     ``INSERT ... SELECT``, per-file counts, ``REPLACE PARTITION``, DDL; ``other`` is S3 listing).
 (c) ``clickhouse``: ClickHouse's own typed ingest, ``INSERT INTO bench.events SELECT ... FROM
@@ -100,11 +100,11 @@ from typing import Any
 
 from dagster_aws.s3 import S3Resource
 
-from analytics_orchestration.clickhouse.resource import ClickHouseResource
-from analytics_orchestration.clickhouse.s3 import S3Source, clickhouse_source, list_keys
-from analytics_orchestration.segment.assets import load_day
-from analytics_orchestration.segment.partitions import received_day_folder
-from analytics_orchestration.segment.resource import SegmentArchiveResource
+from analytics_orchestration.defs.segment.assets import load_day
+from analytics_orchestration.defs.segment.resource import SegmentArchiveResource
+from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
+from analytics_orchestration.lib.clickhouse.s3 import S3Source, clickhouse_source, list_keys
+from analytics_orchestration.lib.partitions import received_day_folder
 from devstack.cli import dagster_working_directory
 from devstack.sample_data.generate import generate_sample
 from devstack.stack import (

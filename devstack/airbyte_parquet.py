@@ -37,7 +37,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analytics_orchestration.airbyte.config import ConnectionConfig, StreamConfig
+from analytics_orchestration.lib.ingestion_config import ConnectionConfig, StreamConfig
 
 META_TYPE = pa.struct(
     [

@@ -51,7 +51,7 @@ token is 401, an unknown connection or job 404, a bad request 400, all as Airbyt
 ``{"type", "title", "status", "detail"}`` (but see the config API above). Jobs live in memory only.
 
 The connections, their streams, sync modes, cursors and columns are those of the YAML files in
-``ingestion_configs/`` (``--configs-dir``, :mod:`analytics_orchestration.airbyte.config`); the server
+``ingestion_configs/`` (``--configs-dir``, :mod:`analytics_orchestration.lib.ingestion_config`); the server
 keeps no list of its own. A sync job reads each stream, in the YAML's order, from
 ``<source_dir>/<connection name>/<stream>.jsonl`` and writes it as Airbyte's S3 destination does with
 Parquet output (columns and types: :mod:`devstack.airbyte_parquet`), keys
@@ -114,7 +114,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from analytics_orchestration.airbyte.config import (
+from analytics_orchestration.lib.ingestion_config import (
     INGESTION_CONFIGS_DIR,
     ConnectionConfig,
     StreamConfig,

@@ -95,7 +95,7 @@ def ensure_dagster_home() -> Path:
 
 def prepare_dbt() -> Path:
     """Parse the dbt project so dagster-dbt can read its manifest; return the manifest path."""
-    from analytics_orchestration.dbt.project import prepare_manifest
+    from analytics_orchestration.lib.dbt_project import prepare_manifest
 
     return prepare_manifest()
 
@@ -185,7 +185,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """
     from dagster import BetaWarning, DagsterInstance
 
-    warnings.filterwarnings("ignore", category=BetaWarning)  # keep the summary readable
+    # Dagster marks BackfillPolicy and source code references beta; their BetaWarnings would bury the
+    # summary and name nothing a user can change.
+    warnings.filterwarnings("ignore", category=BetaWarning)
 
     was_running = _start_stack()
     start = args.start or _default_start(args.days)

@@ -72,7 +72,7 @@ from mirakuru import TCPExecutor
 from mirakuru.base import ENV_UUID
 from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 
-from analytics_orchestration.airbyte.config import INGESTION_CONFIGS_DIR, load_connection_configs
+from analytics_orchestration.lib.ingestion_config import INGESTION_CONFIGS_DIR, load_connection_configs
 
 HOST = "127.0.0.1"
 SERVICES = ("clickhouse", "s3", "airbyte")

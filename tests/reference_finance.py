@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from analytics_orchestration.airbyte.config import load_connection_configs
+from analytics_orchestration.lib.ingestion_config import load_connection_configs
 from devstack.airbyte_server import source_file
 from devstack.sample_data.evolve import current_state
 from tests.reference import _id, _parse_time, reject_reason

@@ -21,8 +21,9 @@ from dagster._core.loader import LoadingContextForTest
 from dagster._core.test_utils import freeze_time
 from dagster._utils.schedules import cron_string_iterator
 
-from analytics_orchestration.cadences import CADENCES, SCHEDULE_TIMEZONE
-from analytics_orchestration.definitions import WEEKLY_JOB, defs
+from analytics_orchestration.definitions import defs
+from analytics_orchestration.defs.jobs.definitions import WEEKLY_JOB
+from analytics_orchestration.lib.cadences import CADENCES, SCHEDULE_TIMEZONE
 
 LA = ZoneInfo(SCHEDULE_TIMEZONE)
 UTC = ZoneInfo("UTC")
@@ -123,7 +124,7 @@ def test_every_schedule_is_in_los_angeles_at_its_cadence() -> None:
     assert request.partition_key is None
     weekly = defs.get_job_def(WEEKLY_JOB)
     selected = {key.to_user_string() for key in weekly.asset_layer.executable_asset_keys}
-    assert "clickhouse/maintenance/replacing_merge_tree_optimize" in selected
+    assert "maintenance/clickhouse/replacing_merge_tree_optimize" in selected
     assert "dbt/marts/account_health_daily" in selected
     assert not any(key.startswith(("airbyte/", "segment/")) for key in selected)
 
@@ -140,7 +141,7 @@ def test_every_schedule_is_in_los_angeles_at_its_cadence() -> None:
         ("dbt/marts/customer_mrr_monthly", "daily"),
         ("dbt/marts/daily_active_users", "hourly"),  # fed by Segment
         ("dbt/marts/account_health_daily", "hourly"),  # the fastest of Segment, Stripe, CRM, support
-        ("clickhouse/maintenance/replacing_merge_tree_optimize", "weekly"),
+        ("maintenance/clickhouse/replacing_merge_tree_optimize", "weekly"),
     ],
 )
 def test_assets_carry_the_freshness_policy_of_their_cadence(key: str, cadence: str) -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 import yaml
 from dagster import AssetKey, BackfillPolicy
 
-from analytics_orchestration.clickhouse.resource import CLICKHOUSE_LOAD_POOL
-from analytics_orchestration.dbt.assets import DBT_POOL
+from analytics_orchestration.defs.dbt.assets import DBT_POOL
+from analytics_orchestration.lib.clickhouse.resource import CLICKHOUSE_LOAD_POOL
 
 ROOT = Path(__file__).resolve().parents[1]
 DAILY = (
@@ -42,11 +42,11 @@ def test_clickhouse_loads_and_dbt_run_in_limited_pools():
 
 def test_every_asset_links_to_its_source_file_and_its_key_to_its_folder():
     graph = _graph()
-    package = ROOT / "analytics_orchestration"
+    features = ROOT / "analytics_orchestration" / "defs"
     for key in graph.get_all_asset_keys():
         assets_def = graph.assets_def_for_key(key)
         if not assets_def.is_executable:
             continue  # dbt sources with no loading asset (raw_segment.rejects, a view)
         references = assets_def.specs_by_key[key].metadata["dagster/code_references"].code_references
         files = [Path(reference.file_path) for reference in references]
-        assert any(f.is_relative_to(package / key.path[0]) for f in files), (key, files)
+        assert any(f.is_relative_to(features / key.path[0]) for f in files), (key, files)

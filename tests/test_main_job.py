@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from dagster import AssetKey, materialize
 
-from analytics_orchestration.airbyte.config import load_connection_configs
-from analytics_orchestration.dbt.project import dbt_project
-from analytics_orchestration.segment.partitions import received_day_folder
+from analytics_orchestration.lib.dbt_project import dbt_project
+from analytics_orchestration.lib.ingestion_config import load_connection_configs
+from analytics_orchestration.lib.partitions import received_day_folder
 from devstack.airbyte_server import source_file
 from devstack.main_run import RunSummary, run_main_job
 from devstack.sample_data.evolve import current_state

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from analytics_orchestration.clickhouse.resource import ClickHouseResource, ClickHouseUnreachableError
-from analytics_orchestration.settings import SETTINGS_VARIABLES
+from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource, ClickHouseUnreachableError
+from analytics_orchestration.lib.settings import SETTINGS_VARIABLES
 from devstack.cli import prepare_dbt
 from devstack.stack import free_port
 

@@ -33,7 +33,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from analytics_orchestration.airbyte.config import ConnectionConfig, StreamConfig
+from analytics_orchestration.lib.ingestion_config import ConnectionConfig, StreamConfig
 from devstack.airbyte_server import source_file
 
 from .streams import project

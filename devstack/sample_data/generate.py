@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analytics_orchestration.airbyte.config import ConnectionConfig, load_connection_configs
+from analytics_orchestration.lib.ingestion_config import ConnectionConfig, load_connection_configs
 from devstack.airbyte_server import source_file
 
 from . import salesforce, stripe, zendesk_support

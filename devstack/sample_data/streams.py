@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from analytics_orchestration.airbyte.config import StreamConfig
+from analytics_orchestration.lib.ingestion_config import StreamConfig
 
 StreamGenerator = Callable[[Any], list[dict]]
 """One unit's records of one stream (JSON-serialisable dicts), in file order."""

@@ -1,4 +1,4 @@
-"""A connection YAML that does not match the contract (``analytics_orchestration.airbyte.config``) is
+"""A connection YAML that does not match the contract (``analytics_orchestration.lib.ingestion_config``) is
 refused by ``load_connection_configs`` with a ``ConnectionConfigError`` naming the file and the field.
 
 Each case starts from a valid connection (the repository's Stripe one) and breaks one thing.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analytics_orchestration.airbyte.config import ConnectionConfigError, load_connection_configs
+from analytics_orchestration.lib.ingestion_config import ConnectionConfigError, load_connection_configs
 
 VALID = next(c for c in load_connection_configs() if c.name == "stripe").model_dump(mode="json")
 

@@ -1,7 +1,7 @@
 """Each Airbyte connection in ``ingestion_configs/`` agrees with its dbt source; no stack, no dbt run.
 
 A connection ``<name>`` loads its streams into ClickHouse tables ``<clickhouse_database>.<stream>``
-(``analytics_orchestration.airbyte.assets``); the staging models read them as the dbt source named
+(``analytics_orchestration.defs.airbyte.assets``); the staging models read them as the dbt source named
 ``<name>``. That source's ``schema`` must be the connection's ``clickhouse_database`` and its tables
 (a table's ``identifier``, else its ``name``) exactly the connection's streams. The sources are read
 with pyyaml from every ``*.yml`` / ``*.yaml`` under the dbt project's model paths.
@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analytics_orchestration.airbyte.config import (
+from analytics_orchestration.lib.ingestion_config import (
     ConnectionConfig,
     StreamConfig,
     load_connection_configs,
 )
-from analytics_orchestration.settings import DBT_PROJECT_DIR
+from analytics_orchestration.lib.settings import DBT_PROJECT_DIR
 
 
 @dataclass(frozen=True)

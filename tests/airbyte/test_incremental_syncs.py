@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey
 
-from analytics_orchestration.airbyte.config import ConnectionConfig, StreamConfig
+from analytics_orchestration.lib.ingestion_config import ConnectionConfig, StreamConfig
 from devstack.airbyte_server import source_file
 from devstack.sample_data.evolve import current_state, evolve_sources
 from devstack.stack import EmbeddedStack

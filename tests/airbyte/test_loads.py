@@ -1,4 +1,4 @@
-"""Loads of Airbyte streams into ClickHouse (``analytics_orchestration.airbyte.loads``) on the embedded
+"""Loads of Airbyte streams into ClickHouse (``analytics_orchestration.defs.airbyte.loads``) on the embedded
 stack: Parquet files written here as Airbyte's S3 destination writes them, loaded by the real loader
 into the embedded ClickHouse, and the table compared with the current state computed in Python from
 the records this test wrote.
@@ -18,14 +18,14 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from dagster_aws.s3 import S3Resource
 
-from analytics_orchestration.airbyte.config import StreamConfig
-from analytics_orchestration.airbyte.loads import (
+from analytics_orchestration.defs.airbyte.loads import (
     LEDGER_TABLE,
     SchemaChangeError,
     StreamFileError,
     load_stream,
 )
-from analytics_orchestration.clickhouse.s3 import clickhouse_source, list_objects
+from analytics_orchestration.lib.clickhouse.s3 import clickhouse_source, list_objects
+from analytics_orchestration.lib.ingestion_config import StreamConfig
 from devstack.stack import EmbeddedStack
 from tests.conftest import stack_clickhouse
 

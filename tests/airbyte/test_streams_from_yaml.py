@@ -15,7 +15,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from analytics_orchestration.airbyte.config import ConnectionConfig, load_connection_configs
+from analytics_orchestration.lib.ingestion_config import ConnectionConfig, load_connection_configs
 from devstack.airbyte_faults import FaultBook
 from devstack.airbyte_server import Job, StateStore, SyncService, connection_json, source_file
 from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR, airbyte_source_files, generate_sample

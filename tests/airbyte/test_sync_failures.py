@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from airbyte_api import models
 
-from analytics_orchestration.airbyte.client import (
+from analytics_orchestration.defs.airbyte.client import (
     CLEANUP_TIMEOUT_S,
     AirbyteAuthError,
     AirbyteClient,

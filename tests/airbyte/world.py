@@ -25,11 +25,11 @@ import uvicorn
 from dagster import materialize
 from dagster_aws.s3 import S3Resource
 
-from analytics_orchestration.airbyte.assets import build_connection_assets
-from analytics_orchestration.airbyte.client import AirbyteClient
-from analytics_orchestration.airbyte.config import ConnectionConfig, load_connection_configs
-from analytics_orchestration.airbyte.resource import AirbyteResource
-from analytics_orchestration.clickhouse.resource import ClickHouseResource
+from analytics_orchestration.defs.airbyte.assets import build_connection_assets
+from analytics_orchestration.defs.airbyte.client import AirbyteClient
+from analytics_orchestration.defs.airbyte.resource import AirbyteResource
+from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
+from analytics_orchestration.lib.ingestion_config import ConnectionConfig, load_connection_configs
 from devstack.airbyte_server import create_app
 from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR, generate_sample
 from devstack.stack import free_port, s3_client

@@ -22,16 +22,16 @@ from dagster import (
     build_sensor_context,
     define_asset_job,
 )
-from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
-from analytics_orchestration.alerts import webhook
-from analytics_orchestration.alerts.definitions import (
+from analytics_orchestration.defs.alerts import webhook
+from analytics_orchestration.defs.alerts.definitions import (
     alert_on_check_failure,
     alert_on_run_failure,
     alert_on_stale_asset,
     defs,
     run_partition,
 )
+from analytics_orchestration.lib.compat import FreshnessState, FreshnessStateChange
 
 
 class _Receiver(BaseHTTPRequestHandler):

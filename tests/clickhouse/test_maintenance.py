@@ -1,4 +1,4 @@
-"""Weekly ClickHouse maintenance (``analytics_orchestration.clickhouse.maintenance``) on the embedded
+"""Weekly ClickHouse maintenance (``analytics_orchestration.defs.maintenance.assets``) on the embedded
 ClickHouse: ReplacingMergeTree tables built here with many parts and duplicate keys in a database of
 the test's own, the asset and its check run with ``dagster.materialize``, and the tables compared with
 what this test inserted.
@@ -25,9 +25,7 @@ from dagster import (
     materialize,
 )
 
-from analytics_orchestration.cadences import CADENCE_TAG
-from analytics_orchestration.clickhouse import definitions as shared
-from analytics_orchestration.clickhouse.maintenance import (
+from analytics_orchestration.defs.maintenance.assets import (
     MAINTENANCE_GROUP,
     MAINTENANCE_KEY,
     MAX_ACTIVE_PARTS_PER_PARTITION,
@@ -42,7 +40,9 @@ from analytics_orchestration.clickhouse.maintenance import (
     replacing_merge_tree_optimize,
     too_many_active_parts,
 )
-from analytics_orchestration.clickhouse.resource import ClickHouseResource
+from analytics_orchestration.defs.resources import definitions as shared
+from analytics_orchestration.lib.cadences import CADENCE_TAG
+from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
 from tests.conftest import stack_clickhouse
 
 DAYS = (date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3))

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dagster import AssetKey, DagsterInstance
+from dagster import DagsterInstance
 
-from analytics_orchestration.segment.assets import EVENTS_KEY
+from analytics_orchestration.lib.asset_keys import SEGMENT_EVENTS_KEY
 from devstack.cli import prepare_dbt
 from devstack.stack import HOST, free_port
 from tests.conftest import SAMPLE_START
@@ -93,7 +93,7 @@ def test_a_broken_connection_mid_load_leaks_no_secret(embedded_stack, sample_inp
     with clickhouse_behind(proxy), DagsterInstance.local_temp(str(tmp_path / "instance")) as instance:
         job = defs.resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(
-            instance=instance, partition_key=SAMPLE_START.isoformat(), asset_selection=[AssetKey(EVENTS_KEY)]
+            instance=instance, partition_key=SAMPLE_START.isoformat(), asset_selection=[SEGMENT_EVENTS_KEY]
         )
         logs = "\n".join(str(record) for record in instance.all_logs(result.run_id))
 

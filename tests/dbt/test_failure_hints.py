@@ -6,7 +6,7 @@ import uuid
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from analytics_orchestration.dbt.assets import failure_hint
+from analytics_orchestration.defs.dbt.assets import failure_hint
 from tests.conftest import stack_clickhouse
 
 

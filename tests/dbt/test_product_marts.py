@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from analytics_orchestration.segment.partitions import received_day_folder
+from analytics_orchestration.lib.partitions import received_day_folder
 from devstack.stack import ARCHIVE_PREFIX
 from tests.conftest import SAMPLE_DAYS, SAMPLE_START
 from tests.conftest import stack_clickhouse as _client

@@ -10,12 +10,12 @@ from datetime import timedelta
 import pytest
 from dagster import AssetCheckSeverity, AssetKey
 
-from analytics_orchestration.airbyte.assets import stream_table_key
-from analytics_orchestration.airbyte.config import load_connection_configs
-from analytics_orchestration.cadences import CADENCES
-from analytics_orchestration.clickhouse.resource import ClickHouseResource
-from analytics_orchestration.dbt.project import dbt_project
-from analytics_orchestration.dbt.source_freshness import CHECK_NAME, _check, source_freshness_checks
+from analytics_orchestration.defs.airbyte.assets import stream_table_key
+from analytics_orchestration.defs.dbt.source_freshness import CHECK_NAME, _check, source_freshness_checks
+from analytics_orchestration.lib.cadences import CADENCES
+from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
+from analytics_orchestration.lib.dbt_project import dbt_project
+from analytics_orchestration.lib.ingestion_config import load_connection_configs
 from tests.conftest import stack_clickhouse
 
 

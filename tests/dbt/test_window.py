@@ -8,8 +8,8 @@ from pathlib import Path
 
 from dagster import TimeWindow
 
-from analytics_orchestration.dbt.assets import WINDOW_VARIABLES, environment, window_env
-from analytics_orchestration.dbt.project import dbt_executable, dbt_project
+from analytics_orchestration.defs.dbt.assets import WINDOW_VARIABLES, environment, window_env
+from analytics_orchestration.lib.dbt_project import dbt_executable, dbt_project
 
 
 def test_a_window_of_partitions_becomes_an_inclusive_range_of_received_days():

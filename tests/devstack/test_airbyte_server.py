@@ -36,7 +36,7 @@ from airbyte_api.utils import BackoffStrategy, RetryConfig
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from analytics_orchestration.airbyte.config import (
+from analytics_orchestration.lib.ingestion_config import (
     INGESTION_CONFIGS_DIR,
     ConnectionConfig,
     load_connection_configs,

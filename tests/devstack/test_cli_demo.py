@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics_orchestration.segment.partitions import received_day_folder
+from analytics_orchestration.lib.partitions import received_day_folder
 from devstack.stack import ARCHIVE_BUCKET, EmbeddedStack, free_port, s3_client
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics_orchestration.airbyte.config import load_connection_configs
+from analytics_orchestration.lib.ingestion_config import load_connection_configs
 from devstack.airbyte_server import source_file
 from devstack.sample_data.evolve import current_state, evolve_sources, read_records
 from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR, generate_sample

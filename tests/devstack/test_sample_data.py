@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from analytics_orchestration.airbyte.config import ConnectionConfig, StreamConfig, load_connection_configs
+from analytics_orchestration.lib.ingestion_config import (
+    ConnectionConfig,
+    StreamConfig,
+    load_connection_configs,
+)
 from devstack.airbyte_server import source_file
 from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR, SampleSummary, generate_sample, main
 

@@ -25,8 +25,8 @@ from dagster._core.instance.config import PoolGranularity
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-from analytics_orchestration.clickhouse.resource import CLICKHOUSE_LOAD_POOL
-from analytics_orchestration.dbt.assets import DBT_POOL
+from analytics_orchestration.defs.dbt.assets import DBT_POOL
+from analytics_orchestration.lib.clickhouse.resource import CLICKHOUSE_LOAD_POOL
 from devstack.stack import free_port
 
 PRODUCTION_YAML = Path(__file__).resolve().parents[2] / "deploy" / "production" / "dagster.yaml"

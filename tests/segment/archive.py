@@ -13,7 +13,7 @@ import random
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
-from analytics_orchestration.segment.partitions import received_day_folder
+from analytics_orchestration.lib.partitions import received_day_folder
 
 CALL_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 

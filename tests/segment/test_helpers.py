@@ -4,9 +4,9 @@ from datetime import datetime
 
 import pytest
 
-from analytics_orchestration.segment.assets import SegmentLoadConfig, reject_limit_breach
-from analytics_orchestration.segment.partitions import received_day_folder, segment_daily_partitions
-from analytics_orchestration.segment.resource import SegmentArchiveResource
+from analytics_orchestration.defs.segment.assets import SegmentLoadConfig, reject_limit_breach
+from analytics_orchestration.defs.segment.resource import SegmentArchiveResource
+from analytics_orchestration.lib.partitions import received_day_folder, segment_daily_partitions
 
 LIMITS = SegmentLoadConfig()
 

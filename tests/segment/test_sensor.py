@@ -6,8 +6,8 @@ from datetime import date, datetime, timedelta, timezone
 
 from dagster import SkipReason, build_sensor_context
 
-from analytics_orchestration.segment.partitions import received_day_folder
-from analytics_orchestration.segment.sensors import changed_days, lookback_days
+from analytics_orchestration.defs.segment.sensors import changed_days, lookback_days
+from analytics_orchestration.lib.partitions import received_day_folder
 from devstack.stack import ARCHIVE_BUCKET, s3_client
 
 

@@ -40,9 +40,9 @@ import pytest
 import yaml
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
-from analytics_orchestration.airbyte.client import AirbyteClient
-from analytics_orchestration.airbyte.config import load_connection_configs
-from analytics_orchestration.segment.partitions import received_day_folder
+from analytics_orchestration.defs.airbyte.client import AirbyteClient
+from analytics_orchestration.lib.ingestion_config import load_connection_configs
+from analytics_orchestration.lib.partitions import received_day_folder
 from devstack.sample_data.generate import generate_sample
 from devstack.stack import (
     ARCHIVE_BUCKET,

@@ -1,0 +1,15 @@
+"""dbt: the project's models as assets (unpartitioned and daily), its sources' freshness as asset
+checks on the assets that load them, and the dbt CLI resource."""
+
+from dagster import Definitions
+
+from analytics_orchestration.defs.dbt.assets import dbt_daily_models, dbt_models
+from analytics_orchestration.defs.dbt.source_freshness import source_freshness_checks
+from analytics_orchestration.lib.compat import DbtCoreCliResource
+from analytics_orchestration.lib.dbt_project import dbt_executable, dbt_project
+
+defs = Definitions(
+    assets=[dbt_models, dbt_daily_models],
+    asset_checks=source_freshness_checks(dbt_project.manifest_path),
+    resources={"dbt": DbtCoreCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())},
+)

@@ -1,0 +1,1 @@
+"""Jobs that span features: the weekly rebuild and its schedule."""

@@ -1,0 +1,1 @@
+"""Weekly ClickHouse maintenance: OPTIMIZE ... FINAL on ReplacingMergeTree tables, the parts check."""

@@ -1,0 +1,24 @@
+"""Resources every integration shares: the ClickHouse server and the S3 account its ``s3()`` reads."""
+
+from dagster import Definitions, EnvVar
+from dagster_aws.s3 import S3Resource
+
+from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
+
+defs = Definitions(
+    resources={
+        "clickhouse": ClickHouseResource(
+            host=EnvVar("CLICKHOUSE_HOST"),
+            port=EnvVar.int("CLICKHOUSE_PORT"),
+            user=EnvVar("CLICKHOUSE_USER"),
+            password=EnvVar("CLICKHOUSE_PASSWORD"),
+            secure=EnvVar("CLICKHOUSE_SECURE"),
+        ),
+        "s3": S3Resource(
+            region_name=EnvVar("AWS_REGION"),
+            aws_access_key_id=EnvVar("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=EnvVar("AWS_SECRET_ACCESS_KEY"),
+            endpoint_url=EnvVar("S3_ENDPOINT_URL"),
+        ),
+    }
+)

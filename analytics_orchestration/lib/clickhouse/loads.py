@@ -1,0 +1,49 @@
+"""Atomic table replacement in ClickHouse, and the names of the stage tables loads fill first.
+
+A load writes into a stage table and swaps it in (``REPLACE PARTITION``, ``ATTACH PARTITION`` or
+``EXCHANGE TABLES``), so a failed load leaves the live table as it was. Stage tables are named here
+only, and :data:`STAGE_TABLE_PATTERNS` recognises them (the weekly maintenance leaves them alone).
+"""
+
+import re
+import uuid
+from datetime import date
+
+from clickhouse_connect.driver.client import Client
+
+STAGE_TABLE_PATTERNS = (
+    re.compile(r"__loading$"),  # Airbyte loads: ``<stream>__loading``
+    re.compile(r"^_load_\d{8}_[0-9a-f]{8}$"),  # Segment days: ``_load_<YYYYMMDD>_<8 hex>``
+)
+
+
+def day_stage_table(day: date) -> str:
+    """A fresh stage table name for one day's load: ``_load_<YYYYMMDD>_<8 random hex digits>``."""
+    return f"_load_{day:%Y%m%d}_{uuid.uuid4().hex[:8]}"
+
+
+def loading_table(table: str) -> str:
+    """The stage table of a whole-table load of ``table``: ``<table>__loading``."""
+    return f"{table}__loading"
+
+
+def table_exists(client: Client, database: str, table: str) -> bool:
+    return bool(
+        int(
+            client.command(
+                "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+                parameters={"db": database, "t": table},
+            )
+        )
+    )
+
+
+def swap_in(client: Client, database: str, table: str, loading: str) -> None:
+    """Make ``loading`` the new ``database.table`` atomically (EXCHANGE, or RENAME the first time).
+
+    Identifiers must be validated by the caller.
+    """
+    if table_exists(client, database, table):
+        client.command(f"EXCHANGE TABLES {database}.{loading} AND {database}.{table}")
+    else:
+        client.command(f"RENAME TABLE {database}.{loading} TO {database}.{table}")
