@@ -27,13 +27,16 @@ class CadenceSpec:
         deadline_cron: by when a run must have finished (same timezone): a scheduled run started at
             ``cron`` has ``run_within`` to do its work.
         run_within: the time between ``cron`` and ``deadline_cron``.
-        max_staleness: the age past which the newest loaded data is an error for dbt source
-            freshness (``error_after`` in the sources' YAML): one period plus the run's time.
+        warn_staleness: the age past which the newest data a source of this cadence loaded warns
+            (dbt source freshness ``warn_after``): one period and a little (a run late by that much).
+        max_staleness: the age past which it is an error (``error_after``): one period plus the
+            run's time, or a whole day more for the weekly cadence.
     """
 
     cron: str
     deadline_cron: str
     run_within: timedelta
+    warn_staleness: timedelta
     max_staleness: timedelta
 
     def freshness_policy(self) -> FreshnessPolicy:
@@ -45,9 +48,15 @@ class CadenceSpec:
 
 
 CADENCES: dict[str, CadenceSpec] = {
-    "hourly": CadenceSpec("15 * * * *", "45 * * * *", timedelta(minutes=30), timedelta(hours=2)),
-    "daily": CadenceSpec("0 2 * * *", "0 5 * * *", timedelta(hours=3), timedelta(hours=26)),
-    "weekly": CadenceSpec("0 1 * * 0", "0 13 * * 0", timedelta(hours=12), timedelta(days=8)),
+    "hourly": CadenceSpec(
+        "15 * * * *", "45 * * * *", timedelta(minutes=30), timedelta(minutes=90), timedelta(hours=2)
+    ),
+    "daily": CadenceSpec(
+        "0 2 * * *", "0 5 * * *", timedelta(hours=3), timedelta(hours=25), timedelta(hours=26)
+    ),
+    "weekly": CadenceSpec(
+        "0 1 * * 0", "0 13 * * 0", timedelta(hours=12), timedelta(hours=170), timedelta(days=8)
+    ),
 }
 # Faster cadences first: an asset fed by several takes the first.
 CADENCE_ORDER: tuple[str, ...] = ("hourly", "daily", "weekly")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
+from functools import cache
 from pathlib import Path
 
 from dagster_dbt import DbtProject
@@ -30,3 +32,13 @@ def prepare_manifest() -> Path:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     dbt_project.preparer.prepare(dbt_project)
     return dbt_project.manifest_path
+
+
+@cache
+def dbt_manifest() -> dict:
+    """The parsed ``target/manifest.json`` (dbt's manifest v12), read once per process.
+
+    Raises:
+        FileNotFoundError: the manifest is missing; ``dbt parse`` (``devstack prepare``) writes it.
+    """
+    return json.loads(dbt_project.manifest_path.read_text())

@@ -27,22 +27,21 @@ from dagster import (
 
 from analytics_orchestration.defs.maintenance.assets import (
     MAINTENANCE_GROUP,
-    MAINTENANCE_KEY,
     MAX_ACTIVE_PARTS_PER_PARTITION,
     TOO_MANY_ACTIVE_PARTS_CHECK,
     ActivePartsCheckConfig,
     MaintenanceConfig,
-    defs,
     is_transient,
     project_databases,
-    qualified,
-    quote_identifier,
     replacing_merge_tree_optimize,
     too_many_active_parts,
 )
+from analytics_orchestration.defs.maintenance.definitions import defs
 from analytics_orchestration.defs.resources import definitions as shared
+from analytics_orchestration.lib.asset_keys import MAINTENANCE_KEY
 from analytics_orchestration.lib.cadences import CADENCE_TAG
 from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
+from analytics_orchestration.lib.identifiers import qualified, quote_identifier
 from tests.conftest import stack_clickhouse
 
 DAYS = (date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3))

@@ -3,6 +3,7 @@ check's verdict on the embedded ClickHouse for a fresh, a stale and an empty tab
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import timedelta
@@ -11,7 +12,7 @@ import pytest
 from dagster import AssetCheckSeverity, AssetKey
 
 from analytics_orchestration.defs.airbyte.assets import stream_table_key
-from analytics_orchestration.defs.dbt.source_freshness import CHECK_NAME, _check, source_freshness_checks
+from analytics_orchestration.defs.dbt.source_freshness import CHECK_NAME, _check, freshness_bound
 from analytics_orchestration.lib.cadences import CADENCES
 from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
 from analytics_orchestration.lib.dbt_project import dbt_project
@@ -19,18 +20,30 @@ from analytics_orchestration.lib.ingestion_config import load_connection_configs
 from tests.conftest import stack_clickhouse
 
 
-def test_every_airbyte_stream_has_a_freshness_check_failing_past_its_cadence() -> None:
-    checks = {
-        key.asset_key: check
-        for check in source_freshness_checks(dbt_project.manifest_path)
-        for key in check.check_keys
-    }
+def test_every_airbyte_stream_has_a_freshness_check_with_the_bounds_of_its_connections_cadence() -> None:
+    from analytics_orchestration.defs.dbt.definitions import defs as dbt_defs
+
+    checks = {key.asset_key: check for check in dbt_defs.asset_checks for key in check.check_keys}
     for config in load_connection_configs():
+        cadence = CADENCES[config.cadence]
         for stream in config.streams:
-            check = checks[stream_table_key(config, stream)]
-            (spec,) = check.check_specs
+            (spec,) = checks[stream_table_key(config, stream)].check_specs
             assert spec.name == CHECK_NAME
-            assert str(CADENCES[config.cadence].max_staleness) in spec.description, spec.description
+            bounds = f"warn after {cadence.warn_staleness}, error after {cadence.max_staleness}"
+            assert bounds in spec.description, (stream.name, spec.description)
+
+
+def test_no_dbt_source_of_a_connection_restates_its_cadence() -> None:
+    """The bounds come from the connection's YAML ``cadence``: a ``freshness`` in the dbt YAML of a
+    connection's source would be a second statement of it, free to disagree."""
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    connections = {config.name for config in load_connection_configs()}
+    for source in manifest["sources"].values():
+        if source["source_name"] in connections:
+            restated = (source.get("config") or {}).get("freshness") or source.get("freshness") or {}
+            assert not any(freshness_bound(restated.get(k)) for k in ("warn_after", "error_after")), source[
+                "unique_id"
+            ]
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from analytics_orchestration.lib.asset_keys import SEGMENT_EVENTS_KEY, dbt_model_key, table_key
 from analytics_orchestration.lib.clickhouse.metadata import table_metadata, table_rows
 from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
-from analytics_orchestration.lib.dbt_project import dbt_project
+from analytics_orchestration.lib.dbt_project import dbt_manifest, dbt_project
 from analytics_orchestration.lib.partitions import segment_daily_partitions
 
 DAILY_SELECTOR = "tag:daily"
@@ -146,6 +146,66 @@ def failure_hint(message: str) -> str | None:
     return None
 
 
+def models_waiting(client: Client, manifest: Mapping[str, Any], chosen: set[str]) -> dict[str, list[str]]:
+    """The models that read, through any chain of refs, a relation ClickHouse does not have yet and
+    this invocation does not build: a source table not loaded yet, or a model outside ``chosen``
+    (model names) never built. Model name -> the missing relations (``database.table``), sorted.
+    One query to ``system.tables``.
+
+    On a fresh deployment each connection's sync comes at its own cadence (Stripe daily, Salesforce
+    and Zendesk weekly), so a daily Stripe run reaches models that also read a CRM table never loaded.
+    """
+    relations = {
+        uid: f"{node['schema']}.{node['identifier']}" for uid, node in manifest["sources"].items()
+    } | {
+        uid: f"{node['schema']}.{node['alias']}"
+        for uid, node in manifest["nodes"].items()
+        if node["resource_type"] == "model" and node["name"] not in chosen
+    }
+    present = {
+        f"{database}.{table}"
+        for database, table in client.query(
+            "SELECT database, name FROM system.tables "
+            "WHERE has({tables:Array(String)}, database || '.' || name)",
+            parameters={"tables": sorted(set(relations.values()))},
+        ).result_rows
+    }
+    waiting: dict[str, set[str]] = {}
+    for uid, relation in relations.items():
+        if relation in present:
+            continue
+        frontier = list(manifest["child_map"].get(uid, []))
+        seen: set[str] = set()
+        while frontier:
+            child = frontier.pop()
+            if child in seen or manifest["nodes"].get(child, {}).get("resource_type") != "model":
+                continue
+            seen.add(child)
+            waiting.setdefault(manifest["nodes"][child]["name"], set()).add(relation)
+            frontier += manifest["child_map"].get(child, [])
+    return {model: sorted(missing) for model, missing in sorted(waiting.items())}
+
+
+def build_args(client: Client, context: AssetExecutionContext) -> list[str]:
+    """``dbt build``, leaving out the selected models that read a relation not there yet
+    (:func:`models_waiting`): they wait, with a warning naming what is missing, for the run that
+    loads or builds it, and the rest are built. When every selected model waits, nothing is left out
+    and dbt fails on the first missing table, whose :func:`failure_hint` says what to load."""
+    manifest = dbt_manifest()
+    chosen = {
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and translator.get_asset_key(node) in context.selected_asset_keys
+    }
+    waiting = models_waiting(client, manifest, chosen)
+    left_out = sorted(chosen & waiting.keys())
+    if not left_out or set(left_out) == chosen:
+        return ["build"]
+    for model in left_out:
+        context.log.warning(f"dbt model {model} waits: {', '.join(waiting[model])} does not exist yet")
+    return ["build", "--exclude", " ".join(left_out)]
+
+
 def model_metadata(client: Client, node: Mapping[str, Any]) -> dict[str, Any]:
     """What a built model's materialization carries, read from ClickHouse as it is after the build:
     ``dagster/table_name``, ``dagster/column_schema`` (ClickHouse types) and, unless the model is a
@@ -198,7 +258,7 @@ def build(
     client = clickhouse.get_client()
     prune_invocation_folders(Path(dbt_project.project_dir) / dbt_project.target_path, KEPT_INVOCATION_FOLDERS)
     try:
-        invocation = dbt.cli(["build"], context=context)
+        invocation = dbt.cli(build_args(client, context), context=context)
         nodes = invocation.manifest["nodes"]
         for event in invocation.stream():
             if isinstance(event, Output | AssetMaterialization):

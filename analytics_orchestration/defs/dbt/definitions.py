@@ -7,9 +7,12 @@ from analytics_orchestration.defs.dbt.assets import dbt_daily_models, dbt_models
 from analytics_orchestration.defs.dbt.source_freshness import source_freshness_checks
 from analytics_orchestration.lib.compat import DbtCoreCliResource
 from analytics_orchestration.lib.dbt_project import dbt_executable, dbt_project
+from analytics_orchestration.lib.ingestion_config import load_connection_configs
 
 defs = Definitions(
     assets=[dbt_models, dbt_daily_models],
-    asset_checks=source_freshness_checks(dbt_project.manifest_path),
+    asset_checks=source_freshness_checks(
+        dbt_project.manifest_path, {c.name: c.cadence for c in load_connection_configs()}
+    ),
     resources={"dbt": DbtCoreCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())},
 )

@@ -26,6 +26,7 @@ from dagster import (
 )
 
 from analytics_orchestration.defs.dbt.assets import translator
+from analytics_orchestration.lib.cadences import CADENCES
 from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
 from analytics_orchestration.lib.identifiers import validate_identifier
 
@@ -40,11 +41,19 @@ def freshness_bound(rule: Mapping[str, Any] | None) -> timedelta | None:
     return timedelta(**{_PERIODS[rule["period"]]: rule["count"]})
 
 
-def source_freshness_checks(manifest_path: Path) -> list[AssetChecksDefinition]:
-    """One check per dbt source table that declares ``loaded_at_field`` and a freshness bound.
+def source_freshness_checks(
+    manifest_path: Path, source_cadences: Mapping[str, str]
+) -> list[AssetChecksDefinition]:
+    """One check per dbt source table that declares ``loaded_at_field`` and has freshness bounds.
+
+    The bounds of a source named in ``source_cadences`` (an Airbyte connection: its name -> its
+    YAML's ``cadence``) are its cadence's ``warn_staleness`` / ``max_staleness``
+    (``lib/cadences.py``), so a connection's cadence is stated once, in its YAML; any other source
+    takes the ``warn_after`` / ``error_after`` of its dbt YAML.
 
     Raises:
         ValueError: a source's schema, table or ``loaded_at_field`` is not a plain identifier.
+        KeyError: a cadence of ``source_cadences`` is not one of ``CADENCES``.
     """
     manifest = json.loads(Path(manifest_path).read_text())
     checks = []
@@ -54,6 +63,9 @@ def source_freshness_checks(manifest_path: Path) -> list[AssetChecksDefinition]:
         field = config.get("loaded_at_field") or source.get("loaded_at_field")
         warn = freshness_bound(freshness.get("warn_after"))
         error = freshness_bound(freshness.get("error_after"))
+        cadence = source_cadences.get(source["source_name"])
+        if cadence is not None:
+            warn, error = CADENCES[cadence].warn_staleness, CADENCES[cadence].max_staleness
         if field and (warn or error):
             table = f"{validate_identifier(source['schema'])}.{validate_identifier(source['identifier'])}"
             checks.append(

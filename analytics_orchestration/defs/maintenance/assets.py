@@ -15,7 +15,6 @@ the loads create and drop (:data:`TRANSIENT_TABLE_PATTERNS`) are left alone. The
 them (Sunday 01:00, ``cadences.CADENCES["weekly"]``) is in ``defs/jobs``.
 """
 
-import json
 import logging
 import re
 import time
@@ -41,7 +40,7 @@ from analytics_orchestration.lib.cadences import CADENCE_TAG
 from analytics_orchestration.lib.clickhouse.errors import one_line
 from analytics_orchestration.lib.clickhouse.loads import STAGE_TABLE_PATTERNS, table_exists
 from analytics_orchestration.lib.clickhouse.resource import CLICKHOUSE_LOAD_POOL, ClickHouseResource
-from analytics_orchestration.lib.dbt_project import dbt_project
+from analytics_orchestration.lib.dbt_project import dbt_manifest
 from analytics_orchestration.lib.identifiers import qualified
 from analytics_orchestration.lib.ingestion_config import load_connection_configs
 
@@ -86,7 +85,7 @@ def project_databases() -> list[str]:
     Raises:
         FileNotFoundError: the dbt manifest is missing; ``dbt parse`` (``devstack prepare``) writes it.
     """
-    manifest = json.loads(dbt_project.manifest_path.read_text())
+    manifest = dbt_manifest()
     built = {
         node["schema"]
         for node in manifest.get("nodes", {}).values()
