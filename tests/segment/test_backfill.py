@@ -307,3 +307,41 @@ def test_a_messageid_sent_again_for_another_day_fails_the_exactly_once_check(def
             "ALTER TABLE raw_segment.archive_lines DROP PARTITION {d:Date}",
             parameters={"d": second.isoformat()},
         )
+
+
+def test_a_stage_table_a_killed_load_left_is_dropped_by_the_next_load_of_its_day(defs, source):
+    """A load killed between creating its stage table and dropping it (the endpoint killed with
+    SIGKILL mid-INSERT) leaves ``raw_segment._load_<day>_<hex>`` holding part of the day: here made
+    as that load made it. The day's next load drops it and loads the day whole; the weekly
+    maintenance lists any stage table still there."""
+    from analytics_orchestration.defs.maintenance.assets import replacing_merge_tree_optimize
+    from analytics_orchestration.lib.clickhouse.loads import STAGE_TABLE_PATTERNS
+
+    day, other = date(2025, 8, 4), date(2025, 8, 11)
+    ref = publish(source, random_days(day, 1, gaps=set(), seed=9, per_day=20))
+    client = _client()
+    orphans = [f"_load_{d:%Y%m%d}_{tag}" for d, tag in ((day, "0badc0de"), (other, "0dead000"))]
+    assert all(any(p.search(name) for p in STAGE_TABLE_PATTERNS) for name in orphans)
+    client.command("CREATE DATABASE IF NOT EXISTS raw_segment")
+    assert run_range(defs, day, day, DagsterInstance.ephemeral()).success  # the tables exist from here
+    for name in orphans:
+        client.command(f"CREATE TABLE raw_segment.{name} AS raw_segment.archive_lines")
+        client.command(f"INSERT INTO raw_segment.{name} SELECT * FROM raw_segment.archive_lines LIMIT 5")
+    try:
+        assert run_range(defs, day, day, DagsterInstance.ephemeral()).success
+        left = client.query(
+            "SELECT name FROM system.tables WHERE database = 'raw_segment' AND startsWith(name, '_load_')"
+        ).result_columns
+        assert (left[0] if left else []) == [orphans[1]]  # the other day's waits for that day's load
+        assert counts(day, day, list(ref.dau))["events"] == ref.events_per_day
+
+        result = defs.resolve_job_def("weekly_rebuild_job").execute_in_process(
+            instance=DagsterInstance.ephemeral(),
+            asset_selection=[replacing_merge_tree_optimize.key],
+            raise_on_error=False,
+        )
+        [materialization] = result.get_asset_materialization_events()
+        reported = materialization.materialization.metadata["stage_tables_left"].value
+        assert f"raw_segment.{orphans[1]}" in reported
+    finally:
+        client.command(f"DROP TABLE IF EXISTS raw_segment.{orphans[1]}")

@@ -38,7 +38,7 @@ from pydantic import Field
 from analytics_orchestration.lib.asset_keys import MAINTENANCE_KEY, SEGMENT_DATABASE
 from analytics_orchestration.lib.cadences import CADENCE_TAG
 from analytics_orchestration.lib.clickhouse.errors import one_line
-from analytics_orchestration.lib.clickhouse.loads import STAGE_TABLE_PATTERNS, table_exists
+from analytics_orchestration.lib.clickhouse.loads import STAGE_TABLE_PATTERNS, stage_tables, table_exists
 from analytics_orchestration.lib.clickhouse.resource import CLICKHOUSE_LOAD_POOL, ClickHouseResource
 from analytics_orchestration.lib.dbt_project import dbt_manifest
 from analytics_orchestration.lib.identifiers import qualified
@@ -262,7 +262,8 @@ def replacing_merge_tree_optimize(
     """Optimise every ReplacingMergeTree table in scope (:func:`optimize_table`).
 
     Metadata: tables found and optimised, partitions optimised, active parts and rows (summed over the
-    tables) before and after, seconds, and a per-table breakdown.
+    tables) before and after, seconds, a per-table breakdown, and the loads' stage tables found
+    (``stage_tables_left``: a killed load leaves one; the next load of its day or stream drops it).
 
     Raises:
         dagster.Failure: at least one table's OPTIMIZE failed, after every other table ran; the
@@ -292,6 +293,8 @@ def replacing_merge_tree_optimize(
         "rows_after": sum(r.rows_after for r in results),
         "seconds": round(time.monotonic() - started, 2),
         "tables": MetadataValue.md(_markdown_table(results)),
+        "stage_tables_left": ", ".join(f"{db}.{name}" for db, name in stage_tables(client, databases))
+        or "none",
     }
     failed = [r for r in results if r.errors]
     if failed:

@@ -31,7 +31,7 @@ from analytics_orchestration.defs.segment import sql
 from analytics_orchestration.defs.segment.resource import SegmentArchiveResource
 from analytics_orchestration.lib.asset_keys import SEGMENT_EVENTS_KEY
 from analytics_orchestration.lib.cadences import CADENCE_TAG
-from analytics_orchestration.lib.clickhouse.loads import day_stage_table
+from analytics_orchestration.lib.clickhouse.loads import day_stage_table, drop_stale_day_stages
 from analytics_orchestration.lib.clickhouse.metadata import column_schema, table_metadata
 from analytics_orchestration.lib.clickhouse.resource import (
     CLICKHOUSE_LOAD_POOL,
@@ -122,7 +122,8 @@ def load_day(
 
     Every ``*.gz`` object under the day's prefix is read once with ``s3()`` (``LineAsString``), each
     line parsed once into a staging table shaped like ``archive_lines``, and the staging table swapped
-    in with ``ALTER TABLE ... REPLACE PARTITION`` (the day's events and rejects at once). No files:
+    in with ``ALTER TABLE ... REPLACE PARTITION`` (the day's events and rejects at once); a staging
+    table an earlier, killed load of the day left behind is dropped first. No files:
     the day is replaced by an empty one (zero events). A re-run gives the same rows.
 
     Raises:
@@ -139,6 +140,7 @@ def load_day(
     day_param = {"day": day.isoformat()}
     for statement in sql.create_tables_sql(db):
         client.command(statement)
+    drop_stale_day_stages(client, db, day)
     client.command(f"CREATE TABLE {db}.{stage} AS {db}.{sql.LINES_TABLE}")
     try:
         file_counts: list[tuple[str, int, int]] = []

@@ -22,6 +22,28 @@ def day_stage_table(day: date) -> str:
     return f"_load_{day:%Y%m%d}_{uuid.uuid4().hex[:8]}"
 
 
+def stage_tables(client: Client, databases: list[str]) -> list[tuple[str, str]]:
+    """``(database, table)`` of every stage table (:data:`STAGE_TABLE_PATTERNS`) in ``databases``:
+    outside a running load, each is one a killed load left behind."""
+    rows = client.query(
+        "SELECT database, name FROM system.tables WHERE database IN {dbs:Array(String)} "
+        "ORDER BY database, name",
+        parameters={"dbs": databases},
+    ).result_rows
+    return [(db, name) for db, name in rows if any(p.search(name) for p in STAGE_TABLE_PATTERNS)]
+
+
+def drop_stale_day_stages(client: Client, database: str, day: date) -> list[str]:
+    """Drop the stage tables an earlier load of ``day`` left in ``database`` (its process was killed
+    between creating and dropping one) and return their names. Call before the day's own load: a
+    day's loads run one at a time (the partition swap would race otherwise), so any is stale."""
+    prefix = f"_load_{day:%Y%m%d}_"
+    stale = [name for db, name in stage_tables(client, [database]) if name.startswith(prefix)]
+    for name in stale:
+        client.command(f"DROP TABLE IF EXISTS {database}.{name}")
+    return stale
+
+
 def loading_table(table: str) -> str:
     """The stage table of a whole-table load of ``table``: ``<table>__loading``."""
     return f"{table}__loading"
