@@ -345,3 +345,59 @@ def test_a_stage_table_a_killed_load_left_is_dropped_by_the_next_load_of_its_day
         assert f"raw_segment.{orphans[1]}" in reported
     finally:
         client.command(f"DROP TABLE IF EXISTS raw_segment.{orphans[1]}")
+
+
+def test_a_corrupt_archive_file_fails_the_day_at_once_without_retries(defs, source):
+    """A file that is not gzip fails the same way on every attempt: the load is not retried (it was:
+    10 s and 30 s of waiting for two more identical failures), and the day is left as it was."""
+    from dagster import DagsterEventType
+
+    day = date(2025, 9, 1)
+    publish(source, random_days(day, 1, gaps=set(), seed=3, per_day=10))
+    assert run_range(defs, day, day, DagsterInstance.ephemeral()).success
+    source_id, _ = source
+    key = f"{ARCHIVE_PREFIX}/{source_id}/{next(iter(folders([day])))}/corrupt.gz"
+
+    def events() -> int:
+        return _client().command(
+            "SELECT count() FROM raw_segment.archive_lines WHERE received_date = {day:Date}",
+            parameters={"day": day.isoformat()},
+        )
+
+    before = events()
+    assert before > 0
+    s3_client(dict(os.environ)).put_object(Bucket=ARCHIVE_BUCKET, Key=key, Body=b"not gzip at all " * 64)
+    result = run_range(defs, day, day, DagsterInstance.ephemeral())
+    assert not result.success
+    retried = [
+        e
+        for e in result.all_events
+        if e.event_type in (DagsterEventType.STEP_UP_FOR_RETRY, DagsterEventType.STEP_RESTARTED)
+    ]
+    assert retried == []
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "not retried" in str(failure.step_failure_data.error)
+    assert events() == before
+
+
+def test_only_errors_a_retry_can_outlive_are_transient(embedded_stack):
+    """Real errors from the embedded ClickHouse: a query over its time limit (TIMEOUT_EXCEEDED) and an
+    unreachable server are transient; a statement ClickHouse refuses is not."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    from analytics_orchestration.lib.clickhouse.errors import is_transient
+    from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource, ClickHouseUnreachableError
+    from devstack.stack import free_port
+
+    client = _client()
+    with pytest.raises(DatabaseError) as slow:
+        client.command(
+            "SELECT sleepEachRow(1) FROM numbers(3) SETTINGS max_execution_time = 1, max_block_size = 1"
+        )
+    with pytest.raises(DatabaseError) as refused:
+        client.command("SELECT no_such_column FROM system.one")
+    with pytest.raises(ClickHouseUnreachableError) as away:
+        ClickHouseResource(host="127.0.0.1", port=free_port(), user="default", password="").get_client()
+    assert "Code: 159" in str(slow.value) and is_transient(slow.value)
+    assert is_transient(away.value)
+    assert not is_transient(refused.value)

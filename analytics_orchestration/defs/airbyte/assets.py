@@ -27,6 +27,7 @@ from analytics_orchestration.defs.airbyte.loads import load_stream, stream_colum
 from analytics_orchestration.defs.airbyte.resource import AirbyteResource
 from analytics_orchestration.lib.asset_keys import airbyte_files_key, airbyte_table_key
 from analytics_orchestration.lib.cadences import CADENCE_TAG
+from analytics_orchestration.lib.clickhouse.errors import retry_only_transient
 from analytics_orchestration.lib.clickhouse.loads import table_exists
 from analytics_orchestration.lib.clickhouse.metadata import column_schema, table_metadata
 from analytics_orchestration.lib.clickhouse.resource import (
@@ -120,6 +121,7 @@ def build_load_asset(config: ConnectionConfig, stream: StreamConfig) -> AssetsDe
         f"'{stream.name}' loaded from S3 Parquet ({stream.sync_mode}), ReplacingMergeTree versioned by "
         f"_airbyte_extracted_at; read FINAL for one row per ({key_text}).",
     )
+    @retry_only_transient
     def _load(
         context: AssetExecutionContext,
         clickhouse: ClickHouseResource,

@@ -31,6 +31,7 @@ from analytics_orchestration.defs.segment import sql
 from analytics_orchestration.defs.segment.resource import SegmentArchiveResource
 from analytics_orchestration.lib.asset_keys import SEGMENT_EVENTS_KEY
 from analytics_orchestration.lib.cadences import CADENCE_TAG
+from analytics_orchestration.lib.clickhouse.errors import retry_only_transient
 from analytics_orchestration.lib.clickhouse.loads import day_stage_table, drop_stale_day_stages
 from analytics_orchestration.lib.clickhouse.metadata import column_schema, table_metadata
 from analytics_orchestration.lib.clickhouse.resource import (
@@ -300,6 +301,7 @@ def _checks(
         "with object key, line number and reason."
     ),
 )
+@retry_only_transient
 def segment_events(
     context: AssetExecutionContext,
     config: SegmentLoadConfig,

@@ -8,8 +8,10 @@ from dagster import Backoff, ConfigurableResource, RetryPolicy
 # Dagster pool of every asset that bulk-loads into ClickHouse: its limit (dagster.yaml,
 # ``concurrency.pools``) caps how many loads run at once across all runs and backfills.
 CLICKHOUSE_LOAD_POOL = "clickhouse_load"
-# Retries of a failed load: 10 s, then 20 s. Loads are atomic, so a retry starts from the table as it was.
-LOAD_RETRY_POLICY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
+# Retries of a load that failed for a transient cause (lib/clickhouse/errors.py: is_transient; any
+# other cause is not retried): after 10 s, then after 20 s (Dagster's LINEAR backoff: delay x attempt).
+# Loads are atomic, so a retry starts from the table as it was.
+LOAD_RETRY_POLICY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.LINEAR)
 
 
 class ClickHouseUnreachableError(ConnectionError):
