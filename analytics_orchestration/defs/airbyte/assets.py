@@ -149,6 +149,7 @@ def build_load_asset(config: ConnectionConfig, stream: StreamConfig) -> AssetsDe
             objects=objects,
             source_of=lambda key: clickhouse_source(s3, bucket, key, "Parquet"),
             dagster_run_id=context.run.run_id,
+            topology=clickhouse.topology,
         )
         sync_metadata = sync.asset_materialization.metadata if sync and sync.asset_materialization else {}
         table = f"{config.clickhouse_database}.{stream.name}"

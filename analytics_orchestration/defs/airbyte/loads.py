@@ -23,6 +23,9 @@ stream, S3 key and ETag, rows, bytes, load id, Dagster run id, time. A load:
 A failure in steps 1-3 leaves the table and ledger as they were. A crash between the attach and the
 ledger insert (seconds) makes the next load take the same files again: their rows carry the same key
 and version, so the current state is unchanged, and the ledger then records them.
+
+On a cluster (``CLICKHOUSE_CLUSTER``) the DDL runs ``ON CLUSTER`` on ``Replicated`` engines and the
+loading table is synced on every replica before step 4 (``analytics_orchestration.clickhouse.cluster``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
+from analytics_orchestration.lib.clickhouse.cluster import SINGLE_SERVER, ClusterTopology
 from analytics_orchestration.lib.clickhouse.errors import one_line
 from analytics_orchestration.lib.clickhouse.loads import loading_table, swap_in
 from analytics_orchestration.lib.clickhouse.metadata import table_columns
@@ -118,28 +122,58 @@ def _columns_sql(columns: dict[str, str]) -> str:
     return ", ".join(f"`{name}` {kind}" for name, kind in columns.items())
 
 
-def ensure_tables(client: Client, database: str, stream: StreamConfig) -> None:
-    """Create the database, the ledger and the stream's table (declared columns) if missing."""
-    validate_identifier(database)
-    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-    client.command(
-        f"""CREATE TABLE IF NOT EXISTS {database}.{LEDGER_TABLE} (
+def ensure_tables_sql(
+    database: str, stream: StreamConfig, topology: ClusterTopology = SINGLE_SERVER
+) -> list[str]:
+    """DDL creating the database, the ledger and the stream's table (declared columns) if missing,
+    ``ON CLUSTER`` and replicated on a cluster. ``database`` must be validated by the caller."""
+    on = topology.on_cluster()
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {database}{on}",
+        f"""CREATE TABLE IF NOT EXISTS {database}.{LEDGER_TABLE}{on} (
             stream String, object_key String, etag String, rows UInt64, bytes UInt64,
             load_id UUID, dagster_run_id String, loaded_at DateTime64(3, 'UTC') DEFAULT now64(3)
-        ) ENGINE = ReplacingMergeTree ORDER BY (stream, object_key, etag)"""
-    )
-    _create_stream_table(client, database, stream.name, stream, if_not_exists=True)
+        ) ENGINE = {topology.engine("ReplacingMergeTree")} ORDER BY (stream, object_key, etag)""",
+        stream_table_sql(database, stream.name, stream, topology, if_not_exists=True),
+    ]
 
 
-def _create_stream_table(
-    client: Client, database: str, table: str, stream: StreamConfig, if_not_exists: bool = False
+def ensure_tables(
+    client: Client, database: str, stream: StreamConfig, topology: ClusterTopology = SINGLE_SERVER
 ) -> None:
+    """Create the database, the ledger and the stream's table (declared columns) if missing."""
+    validate_identifier(database)
+    for statement in ensure_tables_sql(database, stream, topology):
+        client.command(statement)
+
+
+def stream_table_sql(
+    database: str,
+    table: str,
+    stream: StreamConfig,
+    topology: ClusterTopology = SINGLE_SERVER,
+    if_not_exists: bool = False,
+) -> str:
+    """``CREATE TABLE database.table`` with the stream's declared columns, ``ReplacingMergeTree``
+    versioned by :data:`VERSION_COLUMN` (``ReplicatedReplacingMergeTree`` ``ON CLUSTER`` on a cluster)."""
     order_by = ", ".join(f"`{c}`" for c in stream.order_by)
-    client.command(
-        f"CREATE TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{database}.{table} "
+    return (
+        f"CREATE TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{database}.{table}{topology.on_cluster()} "
         f"({_columns_sql(stream_columns(stream))}) "
-        f"ENGINE = ReplacingMergeTree({VERSION_COLUMN}) ORDER BY ({order_by})"
+        f"ENGINE = {topology.engine('ReplacingMergeTree', VERSION_COLUMN)} ORDER BY ({order_by})"
     )
+
+
+def attach_sql(
+    database: str, table: str, loading: str, topology: ClusterTopology = SINGLE_SERVER
+) -> list[str]:
+    """The statements that append every row of ``database.loading`` to ``database.table`` in one
+    atomic step (``ATTACH PARTITION tuple() FROM``), after syncing ``loading`` on every replica on a
+    cluster (the ``ALTER`` itself replicates through the table's log)."""
+    return [
+        *topology.sync_replica(database, loading),
+        f"ALTER TABLE {database}.{table} ATTACH PARTITION tuple() FROM {database}.{loading}",
+    ]
 
 
 def file_columns(client: Client, source: S3Source, key: str) -> dict[str, str]:
@@ -214,10 +248,12 @@ def load_stream(
     objects: list[S3Object],
     source_of: Callable[[str], S3Source],
     dagster_run_id: str = "",
+    topology: ClusterTopology = SINGLE_SERVER,
 ) -> LoadResult:
     """Load the stream's Parquet files ``objects`` (its whole S3 listing) into ``database``.
 
-    ``source_of(key)`` gives the ``s3()`` source of one key. See the module docstring for the steps.
+    ``source_of(key)`` gives the ``s3()`` source of one key. See the module docstring for the steps;
+    ``topology``: the DDL's cluster (``analytics_orchestration.lib.clickhouse.cluster``).
 
     Raises:
         SchemaChangeError: a column changed type family (column, both types, file named).
@@ -226,7 +262,7 @@ def load_stream(
         In every case the stream's table and the ledger are as they were before the load.
     """
     validate_identifier(database)
-    ensure_tables(client, database, stream)
+    ensure_tables(client, database, stream, topology)
     files = [obj for obj in objects if obj.key.endswith(".parquet")]
     listed = {(obj.key, obj.etag) for obj in files}
     if stream.incremental:
@@ -244,12 +280,15 @@ def load_stream(
     loading = loading_table(stream.name)
     load_id = str(uuid.uuid4())
     ledger: list[list] = []
-    client.command(f"DROP TABLE IF EXISTS {database}.{loading}")
+    drop_loading = f"DROP TABLE IF EXISTS {database}.{loading}{topology.on_cluster()}"
+    client.command(drop_loading)
     try:
         if stream.incremental:
-            client.command(f"CREATE TABLE {database}.{loading} AS {database}.{stream.name}")
+            client.command(
+                f"CREATE TABLE {database}.{loading}{topology.on_cluster()} AS {database}.{stream.name}"
+            )
         else:
-            _create_stream_table(client, database, loading, stream)
+            client.command(stream_table_sql(database, loading, stream, topology))
         for name, kind in added.items():
             client.command(
                 f"ALTER TABLE {database}.{loading} ADD COLUMN `{validate_identifier(name)}` {kind}"
@@ -279,13 +318,12 @@ def load_stream(
                     f"ALTER TABLE {database}.{stream.name} ADD COLUMN IF NOT EXISTS `{name}` {kind}"
                 )
             if rows:
-                client.command(
-                    f"ALTER TABLE {database}.{stream.name} ATTACH PARTITION tuple() FROM {database}.{loading}"
-                )
+                for statement in attach_sql(database, stream.name, loading, topology):
+                    client.command(statement)
         else:
-            swap_in(client, database, stream.name, loading)
+            swap_in(client, database, stream.name, loading, topology)
     finally:
-        client.command(f"DROP TABLE IF EXISTS {database}.{loading}")
+        client.command(drop_loading)
     if ledger:
         client.insert(
             f"{database}.{LEDGER_TABLE}",

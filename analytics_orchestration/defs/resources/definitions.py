@@ -3,6 +3,7 @@
 from dagster import Definitions, EnvVar
 from dagster_aws.s3 import S3Resource
 
+from analytics_orchestration.lib.clickhouse.cluster import CLUSTER_VARIABLE
 from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
 
 defs = Definitions(
@@ -13,6 +14,10 @@ defs = Definitions(
             user=EnvVar("CLICKHOUSE_USER"),
             password=EnvVar("CLICKHOUSE_PASSWORD"),
             secure=EnvVar("CLICKHOUSE_SECURE"),
+            # Optional, unlike the others: an ``EnvVar`` field fails when its variable is unset and
+            # takes no default (dagster-io/dagster#16232), so this one is read when the code location
+            # loads (every run worker loads it again); unset or empty means a single server.
+            cluster=EnvVar(CLUSTER_VARIABLE).get_value(default=""),
         ),
         "s3": S3Resource(
             region_name=EnvVar("AWS_REGION"),

@@ -31,6 +31,7 @@ from analytics_orchestration.defs.segment import sql
 from analytics_orchestration.defs.segment.resource import SegmentArchiveResource
 from analytics_orchestration.lib.asset_keys import SEGMENT_EVENTS_KEY
 from analytics_orchestration.lib.cadences import CADENCE_TAG
+from analytics_orchestration.lib.clickhouse.cluster import SINGLE_SERVER, ClusterTopology
 from analytics_orchestration.lib.clickhouse.errors import retry_only_transient
 from analytics_orchestration.lib.clickhouse.loads import day_stage_table, drop_stale_day_stages
 from analytics_orchestration.lib.clickhouse.metadata import column_schema, table_metadata
@@ -72,6 +73,12 @@ class SegmentLoadConfig(Config):
         gt=0,
         description="the newest_event_lag check warns when the newest call of the run's last received "
         "day is older than this (Segment copies a source's files to S3 about hourly)",
+    )
+    s3_cluster_min_files: int = Field(
+        default=24,
+        ge=1,
+        description="with CLICKHOUSE_CLUSTER set, a day with at least this many archive files is read "
+        "with s3Cluster() (the replicas read its files in parallel), a smaller one with s3()",
     )
 
 
@@ -118,6 +125,7 @@ def load_day(
     archive: SegmentArchiveResource,
     day: date,
     limits: SegmentLoadConfig | None = None,
+    topology: ClusterTopology = SINGLE_SERVER,
 ) -> DayLoad:
     """Replace received day ``day`` (UTC) of ``raw_segment.archive_lines`` from the archive.
 
@@ -125,7 +133,9 @@ def load_day(
     line parsed once into a staging table shaped like ``archive_lines``, and the staging table swapped
     in with ``ALTER TABLE ... REPLACE PARTITION`` (the day's events and rejects at once); a staging
     table an earlier, killed load of the day left behind is dropped first. No files:
-    the day is replaced by an empty one (zero events). A re-run gives the same rows.
+    the day is replaced by an empty one (zero events). A re-run gives the same rows. ``topology``: the
+    DDL's cluster (``analytics_orchestration.lib.clickhouse.cluster``); on one, a day of at least
+    ``limits.s3_cluster_min_files`` files is read with ``s3Cluster()``.
 
     Raises:
         RejectLimitError: the day breaches ``limits`` (default :class:`SegmentLoadConfig`); the
@@ -139,30 +149,35 @@ def load_day(
     db = sql.DATABASE
     stage = day_stage_table(day)
     day_param = {"day": day.isoformat()}
-    for statement in sql.create_tables_sql(db):
+    for statement in sql.create_tables_sql(db, topology):
         client.command(statement)
     drop_stale_day_stages(client, db, day)
-    client.command(f"CREATE TABLE {db}.{stage} AS {db}.{sql.LINES_TABLE}")
+    create_stage, drop_stage = sql.stage_sql(db, stage, topology)
+    client.command(create_stage)
     try:
         file_counts: list[tuple[str, int, int]] = []
         if objects:
             source = clickhouse_source(s3, archive.bucket, f"{prefix}*.gz", "LineAsString")
+            read = topology.s3_function(source, spread=len(objects) >= limits.s3_cluster_min_files)
             run_with_source(
-                client, sql.load_lines_sql(db, stage, source.sql), source, **day_param, bucket=archive.bucket
+                client, sql.load_lines_sql(db, stage, read), source, **day_param, bucket=archive.bucket
             )
             file_counts = [tuple(row) for row in client.query(sql.file_counts_sql(db, stage)).result_rows]
         breach = reject_limit_breach(file_counts, limits)
         if breach:
             raise RejectLimitError(f"received day {day}: {breach}; the day was left as it was")
+        *sync, replace = sql.replace_day_sql(db, stage, topology)
+        for statement in sync:
+            client.command(statement)
         client.command(
-            f"ALTER TABLE {db}.{sql.LINES_TABLE} REPLACE PARTITION {{day:Date}} FROM {db}.{stage}",
+            replace,
             parameters=day_param,
             # A day with no files must still clear what was there (ClickHouse 26.x refuses an empty
             # source by default; older servers ignore the unknown setting).
             settings={"allow_replace_partition_from_empty_source": 1},
         )
     finally:
-        client.command(f"DROP TABLE IF EXISTS {db}.{stage}")
+        client.command(drop_stage)
     lines = sum(count for _, count, _ in file_counts)
     rejects = sum(bad for _, _, bad in file_counts)
     return DayLoad(day, len(objects), sum(size for _, size in objects), lines, lines - rejects, rejects)
@@ -315,7 +330,7 @@ def segment_events(
     refused: dict[str, str] = {}
     for key in context.partition_keys:
         try:
-            load = load_day(client, s3, segment_archive, date.fromisoformat(key), config)
+            load = load_day(client, s3, segment_archive, date.fromisoformat(key), config, clickhouse.topology)
         except RejectLimitError as err:
             context.log.error(str(err))
             refused[key] = str(err)

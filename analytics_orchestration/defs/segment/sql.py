@@ -26,6 +26,7 @@ queryable with ClickHouse's ``JSONExtract*`` functions.
 from __future__ import annotations
 
 from analytics_orchestration.lib.asset_keys import SEGMENT_DATABASE
+from analytics_orchestration.lib.clickhouse.cluster import SINGLE_SERVER, ClusterTopology
 
 DATABASE = SEGMENT_DATABASE
 LINES_TABLE = "archive_lines"
@@ -74,19 +75,41 @@ _FIELDS = (
 _CALL_TYPE = "Nullable(Tuple(" + ", ".join(f"{name} Nullable(String)" for name in _FIELDS) + "))"
 
 
-def create_tables_sql(database: str = DATABASE) -> list[str]:
-    """DDL for the raw database, ``archive_lines`` and its ``events`` and ``rejects`` views (idempotent)."""
+def create_tables_sql(database: str = DATABASE, topology: ClusterTopology = SINGLE_SERVER) -> list[str]:
+    """DDL for the raw database, ``archive_lines`` and its ``events`` and ``rejects`` views (idempotent),
+    ``ON CLUSTER`` and replicated on a cluster (``topology``)."""
     lines = f"{database}.{LINES_TABLE}"
+    on = topology.on_cluster()
     return [
-        f"CREATE DATABASE IF NOT EXISTS {database}",
-        f"""CREATE TABLE IF NOT EXISTS {lines} ({LINES_COLUMNS})
-            ENGINE = MergeTree PARTITION BY received_date
+        f"CREATE DATABASE IF NOT EXISTS {database}{on}",
+        f"""CREATE TABLE IF NOT EXISTS {lines}{on} ({LINES_COLUMNS})
+            ENGINE = {topology.engine("MergeTree")} PARTITION BY received_date
             ORDER BY (reject_reason, object_key, line_number)""",
-        f"""CREATE VIEW IF NOT EXISTS {database}.events AS
+        f"""CREATE VIEW IF NOT EXISTS {database}.events{on} AS
             SELECT {EVENT_COLUMNS} FROM {lines} WHERE reject_reason = ''""",
-        f"""CREATE VIEW IF NOT EXISTS {database}.rejects AS
+        f"""CREATE VIEW IF NOT EXISTS {database}.rejects{on} AS
             SELECT received_date, object_key, line_number, reject_reason AS reason, line
             FROM {lines} WHERE reject_reason != ''""",
+    ]
+
+
+def stage_sql(database: str, stage: str, topology: ClusterTopology = SINGLE_SERVER) -> tuple[str, str]:
+    """``(create, drop)`` of a day's staging table ``database.stage``, shaped like ``archive_lines``
+    (its engine too, so replicated on a cluster, where both run ``ON CLUSTER``)."""
+    on = topology.on_cluster()
+    return (
+        f"CREATE TABLE {database}.{stage}{on} AS {database}.{LINES_TABLE}",
+        f"DROP TABLE IF EXISTS {database}.{stage}{on}",
+    )
+
+
+def replace_day_sql(database: str, stage: str, topology: ClusterTopology = SINGLE_SERVER) -> list[str]:
+    """The statements that swap received day ``{day:Date}`` of ``database.stage`` into
+    ``archive_lines`` (one ``REPLACE PARTITION``), after syncing the stage on every replica on a
+    cluster (the ``ALTER`` itself replicates through the table's log)."""
+    return [
+        *topology.sync_replica(database, stage),
+        f"ALTER TABLE {database}.{LINES_TABLE} REPLACE PARTITION {{day:Date}} FROM {database}.{stage}",
     ]
 
 

@@ -11,6 +11,8 @@ from datetime import date
 
 from clickhouse_connect.driver.client import Client
 
+from analytics_orchestration.lib.clickhouse.cluster import SINGLE_SERVER, ClusterTopology
+
 STAGE_TABLE_PATTERNS = (
     re.compile(r"__loading$"),  # Airbyte loads: ``<stream>__loading``
     re.compile(r"^_load_\d{8}_[0-9a-f]{8}$"),  # Segment days: ``_load_<YYYYMMDD>_<8 hex>``
@@ -60,12 +62,28 @@ def table_exists(client: Client, database: str, table: str) -> bool:
     )
 
 
-def swap_in(client: Client, database: str, table: str, loading: str) -> None:
-    """Make ``loading`` the new ``database.table`` atomically (EXCHANGE, or RENAME the first time).
+def swap_in_sql(
+    database: str, table: str, loading: str, exists: bool, topology: ClusterTopology = SINGLE_SERVER
+) -> list[str]:
+    """The statements that make ``loading`` the new ``database.table``: ``EXCHANGE TABLES`` when
+    ``exists``, else ``RENAME TABLE``; on a cluster after syncing ``loading`` on every replica, and
+    ``ON CLUSTER``. Identifiers must be validated by the caller."""
+    on = topology.on_cluster()
+    swap = (
+        f"EXCHANGE TABLES {database}.{loading} AND {database}.{table}{on}"
+        if exists
+        else f"RENAME TABLE {database}.{loading} TO {database}.{table}{on}"
+    )
+    return [*topology.sync_replica(database, loading), swap]
+
+
+def swap_in(
+    client: Client, database: str, table: str, loading: str, topology: ClusterTopology = SINGLE_SERVER
+) -> None:
+    """Make ``loading`` the new ``database.table`` atomically (EXCHANGE, or RENAME the first time):
+    :func:`swap_in_sql`. On a cluster each replica swaps its own pair atomically.
 
     Identifiers must be validated by the caller.
     """
-    if table_exists(client, database, table):
-        client.command(f"EXCHANGE TABLES {database}.{loading} AND {database}.{table}")
-    else:
-        client.command(f"RENAME TABLE {database}.{loading} TO {database}.{table}")
+    for statement in swap_in_sql(database, table, loading, table_exists(client, database, table), topology):
+        client.command(statement)

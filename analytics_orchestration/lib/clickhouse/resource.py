@@ -5,6 +5,8 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 from dagster import Backoff, ConfigurableResource, RetryPolicy
 
+from analytics_orchestration.lib.clickhouse.cluster import ClusterTopology
+
 # Dagster pool of every asset that bulk-loads into ClickHouse: its limit (dagster.yaml,
 # ``concurrency.pools``) caps how many loads run at once across all runs and backfills.
 CLICKHOUSE_LOAD_POOL = "clickhouse_load"
@@ -22,7 +24,9 @@ class ClickHouseResource(ConfigurableResource):
     """Connection settings of one ClickHouse service (Cloud, a cluster, or the embedded endpoint).
 
     ``clickhouse/definitions.py`` wires every field to an environment variable with ``EnvVar``; see
-    ``analytics_orchestration.lib.settings.SETTINGS_VARIABLES``.
+    ``analytics_orchestration.lib.settings.SETTINGS_VARIABLES``. ``cluster`` is the optional
+    ``CLICKHOUSE_CLUSTER`` (empty: a single server or ClickHouse Cloud); see
+    ``analytics_orchestration.lib.clickhouse.cluster``.
     """
 
     host: str
@@ -30,10 +34,20 @@ class ClickHouseResource(ConfigurableResource):
     user: str
     password: str
     secure: str = "false"
+    cluster: str = ""
 
     @property
     def is_secure(self) -> bool:
         return self.secure.strip().lower() in {"1", "true", "yes"}
+
+    @property
+    def topology(self) -> ClusterTopology:
+        """What the loaders' DDL runs on, from ``cluster``.
+
+        Raises:
+            ValueError: ``cluster`` is not an identifier.
+        """
+        return ClusterTopology.from_setting(self.cluster)
 
     def get_client(self, **settings: str | int) -> Client:
         """Open a clickhouse-connect client (HTTP, compressed, own session).

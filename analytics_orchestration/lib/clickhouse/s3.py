@@ -7,6 +7,7 @@ resource's ``endpoint_url`` (``<endpoint>/<bucket>/<key>``), which ``S3_ENDPOINT
 """
 
 from dataclasses import dataclass
+from typing import ClassVar
 from urllib.parse import quote
 
 from clickhouse_connect.driver.client import Client
@@ -21,6 +22,9 @@ class S3Source:
     pass :attr:`parameters` to the query.
     """
 
+    # The function's arguments as query parameters, the same for ``s3Cluster`` after its cluster name.
+    ARGUMENTS: ClassVar[str] = "{s3_url:String}, {s3_key:String}, {s3_secret:String}, {s3_format:String}"
+
     url: str
     format: str
     access_key_id: str
@@ -28,7 +32,7 @@ class S3Source:
 
     @property
     def sql(self) -> str:
-        return "s3({s3_url:String}, {s3_key:String}, {s3_secret:String}, {s3_format:String})"
+        return f"s3({self.ARGUMENTS})"
 
     @property
     def parameters(self) -> dict[str, str]:
