@@ -13,11 +13,6 @@ from dagster_dbt import DbtProject
 
 from analytics_orchestration.lib.settings import DBT_PROJECT_DIR
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-# Under `dagster dev` the manifest is re-parsed at load; elsewhere `devstack prepare`
-# (run by every setup script) writes target/manifest.json first.
-dbt_project.prepare_if_dev()
-
 
 def dbt_executable() -> str:
     """The ``dbt`` installed beside this Python (a virtualenv need not be activated), else PATH's."""
@@ -25,11 +20,22 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else shutil.which("dbt") or "dbt"
 
 
-def prepare_manifest() -> Path:
-    """Run ``dbt parse`` (no database connection needed) and return the manifest path."""
+def _put_dbt_on_path() -> None:
+    """dagster-dbt's preparer runs plain ``dbt``: make it this Python's, as for ``.venv/bin/dagster``."""
     bin_dir = str(Path(dbt_executable()).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+# Under `dagster dev` and `dg` the manifest is re-parsed at load; elsewhere `devstack prepare`
+# (run by every setup script) writes target/manifest.json first.
+_put_dbt_on_path()
+dbt_project.prepare_if_dev()
+
+
+def prepare_manifest() -> Path:
+    """Run ``dbt parse`` (no database connection needed) and return the manifest path."""
     dbt_project.preparer.prepare(dbt_project)
     return dbt_project.manifest_path
 

@@ -279,6 +279,10 @@ def build(
     project=dbt_project,
     exclude=DAILY_SELECTOR,
     dagster_dbt_translator=translator,
+    # Unpartitioned, so built once per run whatever the range; the policy lets a CLI backfill of the
+    # Segment days select them too (the CLI runs a --partition-range only when every selected asset
+    # has a single-run policy).
+    backfill_policy=BackfillPolicy.single_run(),
     name="dbt_models",
     pool=DBT_POOL,
 )
