@@ -253,6 +253,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     command = [
         sys.executable,
+        # Dagster 1.13 marks `dagster dev` superseded by `dg dev` (dagster-dg-cli, a test tool here, not
+        # a dependency of the code location); that one SupersessionWarning is filtered, by its text.
+        "-W",
+        "ignore:Function `dev_command` is superseded",
         "-m",
         "dagster",
         "dev",
