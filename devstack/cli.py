@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import warnings
 from datetime import date, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
@@ -199,11 +198,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     An existing archive is only read: the demo generates no Segment file and uploads nothing to S3.
     """
-    from dagster import BetaWarning, DagsterInstance
-
-    # Dagster marks BackfillPolicy and source code references beta; their BetaWarnings would bury the
-    # summary and name nothing a user can change.
-    warnings.filterwarnings("ignore", category=BetaWarning)
+    from dagster import DagsterInstance
 
     was_running = _start_stack()
     start = args.start or _default_start(args.days)
