@@ -16,16 +16,21 @@ Settings are environment variables resolved at run time (``EnvVar``) under the s
 environment; see ``analytics_orchestration.lib.settings``. Nothing here reads them at import.
 """
 
+import inspect
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
 from dagster import (
+    AssetsDefinition,
     AssetSelection,
+    AssetSpec,
     BetaWarning,
+    CodeReferencesMetadataValue,
     ComponentTree,
     Definitions,
+    LocalFileCodeReference,
     PreviewWarning,
     define_asset_job,
     in_process_executor,
@@ -42,17 +47,53 @@ from analytics_orchestration.lib.freshness import (
 )
 
 MAIN_JOB = "main_job"
+CODE_REFERENCES = "dagster/code_references"
 T = TypeVar("T")
 
 
 def _with_code_references(assets: list) -> list:
     """Each asset linked to the file that defines it (dbt models: their .sql, set by the translator).
 
-    ``with_source_code_references`` is marked beta by Dagster; its BetaWarning is silenced here only.
+    ``with_source_code_references`` takes the file of an asset's function from its code object, which
+    for a body wrapped with ``functools.wraps`` (``retry_only_transient``) is the wrapper's file; such a
+    reference is pointed at the wrapped function's file and line here (:func:`_unwrapped_references`).
+    Dagster marks code references (the function and its metadata classes) beta; their BetaWarnings
+    are silenced here only.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=BetaWarning)
-        return with_source_code_references(assets)
+        referenced = with_source_code_references(assets)
+        return [_unwrapped_references(a) if isinstance(a, AssetsDefinition) else a for a in referenced]
+
+
+def _unwrapped_references(assets_def: AssetsDefinition) -> AssetsDefinition:
+    """``assets_def`` with a code reference to the file of its function's wrapper replaced by one to
+    the function it wraps (``inspect.unwrap``); unchanged if its function wraps nothing."""
+    compute = getattr(assets_def.node_def, "compute_fn", None)
+    function = getattr(compute, "decorated_fn", compute)
+    if function is None or inspect.unwrap(function) is function:
+        return assets_def
+    original = inspect.unwrap(function)
+    wrapper_file = Path(inspect.getfile(function)).resolve()
+    replacement = LocalFileCodeReference(
+        file_path=str(Path(inspect.getfile(original)).resolve()),
+        line_number=inspect.getsourcelines(original)[1],
+    )
+
+    def fix(spec: AssetSpec) -> AssetSpec:
+        value = spec.metadata.get(CODE_REFERENCES)
+        if not isinstance(value, CodeReferencesMetadataValue):
+            return spec
+        references = [
+            replacement
+            if isinstance(r, LocalFileCodeReference) and Path(r.file_path).resolve() == wrapper_file
+            else r
+            for r in value.code_references
+        ]
+        fixed = CodeReferencesMetadataValue(code_references=references)
+        return spec.replace_attributes(metadata={**spec.metadata, CODE_REFERENCES: fixed})
+
+    return assets_def.map_asset_specs(fix)
 
 
 def load_features() -> Definitions:

@@ -25,10 +25,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import warnings
 from datetime import date, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
+
+from dotenv import set_key
 
 from devstack.stack import (
     ARCHIVE_BUCKET,
@@ -144,6 +145,7 @@ def _generate_sample(start: date, days: int, events_per_day: int, seed: int, seg
             stack.sample_dir.mkdir()
             (Path(scratch) / stack.airbyte_source_dir.name).rename(stack.airbyte_source_dir)
     print(f"sample: {summary.days[0]}..{summary.days[-1]}, Stripe records {summary.stripe_records}")
+    record_segment_start(stack, summary.days[0])
     if not segment:
         return
     files, size = upload_folder(
@@ -153,6 +155,19 @@ def _generate_sample(start: date, days: int, events_per_day: int, seed: int, seg
         f"sample: {summary.segment_lines} Segment lines in {files} files ({size} bytes) "
         f"uploaded to s3://{ARCHIVE_BUCKET}/{ARCHIVE_PREFIX}/"
     )
+
+
+def record_segment_start(stack: EmbeddedStack, first_day: date) -> None:
+    """Make ``first_day`` the first Segment partition of the code location on ``stack``:
+    ``SEGMENT_START_DATE`` in this process and in the stack's env file, which ``dagster dev`` loads.
+
+    The partitions then begin with the sample's (or the demo's) first received day instead of the
+    production default, so the UI's launch dialog and partition bars cover the days there are.
+    """
+    from analytics_orchestration.lib.settings import SEGMENT_START_DATE_VARIABLE
+
+    os.environ[SEGMENT_START_DATE_VARIABLE] = first_day.isoformat()
+    set_key(stack.env_file, SEGMENT_START_DATE_VARIABLE, first_day.isoformat(), quote_mode="never")
 
 
 def _default_start(days: int) -> date:
@@ -183,11 +198,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     An existing archive is only read: the demo generates no Segment file and uploads nothing to S3.
     """
-    from dagster import BetaWarning, DagsterInstance
-
-    # Dagster marks BackfillPolicy and source code references beta; their BetaWarnings would bury the
-    # summary and name nothing a user can change.
-    warnings.filterwarnings("ignore", category=BetaWarning)
+    from dagster import DagsterInstance
 
     was_running = _start_stack()
     start = args.start or _default_start(args.days)
@@ -213,13 +224,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def dagster_working_directory(stack: EmbeddedStack) -> Path:
-    """Where ``dagster dev`` runs so that the ``.env`` it loads (Dagster reads ``./.env`` and lets it
-    override the environment) is the stack's env file: the project root for the default
-    ``<project>/.env``, else ``<stack dir>/dagster-dev/`` with ``.env`` linked to the env file."""
-    if stack.env_file.resolve() == (PROJECT_ROOT / ".env").resolve():
-        return PROJECT_ROOT
+    """Where ``dagster dev`` runs: ``<stack dir>/dagster-dev/``, with ``.env`` linked to the stack's
+    env file (Dagster reads ``./.env`` and lets it override the environment).
+
+    Not the project root, even for the default ``<project>/.env``: ``dagster dev`` warns that a
+    ``dagster.yaml`` in its working directory "will not be used" when ``DAGSTER_HOME`` is another
+    folder, and the project's is used, through the link in ``.dagster_home/`` (:func:`ensure_dagster_home`).
+    """
     directory = stack.directory / "dagster-dev"
-    directory.mkdir(exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     link = directory / ".env"
     if link.is_symlink() or link.exists():
         link.unlink()
@@ -235,6 +248,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     command = [
         sys.executable,
+        # Dagster 1.13 marks `dagster dev` superseded by `dg dev` (dagster-dg-cli, a test tool here, not
+        # a dependency of the code location); that one SupersessionWarning is filtered, by its text.
+        "-W",
+        "ignore:Function `dev_command` is superseded",
         "-m",
         "dagster",
         "dev",

@@ -8,7 +8,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[production]' -e './devstack[test]'
+# setuptools reports each editable install in a boxed "Editable installation." notice (a meta path
+# finder is used, as this layout needs) that pip prints on every run: that one notice is filtered,
+# by its text; every other warning still shows.
+.venv/bin/python -W "ignore:Editable installation:UserWarning" -m pip install --quiet \
+  -e '.[production]' -e './devstack[test]'
 .venv/bin/devstack prepare >/dev/null
 # Chromium for the browser tests (tests/ui): Debian's package, installed only when missing, as root
 # and with apt-get. Never fails the setup: without it the browser tests are skipped, saying why.

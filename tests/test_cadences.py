@@ -8,12 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from dagster import (
+    AssetCheckKey,
     AssetKey,
     AssetMaterialization,
+    AssetSelection,
     DagsterInstance,
     RunRequest,
     build_schedule_context,
     evaluate_automation_conditions,
+    materialize,
 )
 from dagster._core.definitions.freshness import FreshnessState
 from dagster._core.definitions.freshness_evaluator import FRESHNESS_EVALUATORS_BY_POLICY_TYPE
@@ -24,6 +27,11 @@ from dagster._utils.schedules import cron_string_iterator
 from analytics_orchestration.definitions import defs
 from analytics_orchestration.defs.jobs.definitions import WEEKLY_JOB
 from analytics_orchestration.lib.cadences import CADENCES, SCHEDULE_TIMEZONE
+from analytics_orchestration.lib.freshness import (
+    PARTITION_FRESHNESS_CHECK,
+    asset_cadences,
+    evaluate_partition_freshness,
+)
 
 LA = ZoneInfo(SCHEDULE_TIMEZONE)
 UTC = ZoneInfo("UTC")
@@ -151,7 +159,7 @@ def test_assets_carry_the_freshness_policy_of_their_cadence(key: str, cadence: s
 def test_every_asset_has_a_freshness_policy_and_partitioned_ones_a_check() -> None:
     assert [k for k in GRAPH.get_all_asset_keys() if GRAPH.get(k).freshness_policy is None] == []
     partitioned = {k for k in GRAPH.get_all_asset_keys() if GRAPH.get(k).partitions_def is not None}
-    checked = {c.asset_key for c in GRAPH.asset_check_keys if c.name.startswith("freshness_check")}
+    checked = {c.asset_key for c in GRAPH.asset_check_keys if c.name == PARTITION_FRESHNESS_CHECK}
     assert checked == partitioned
 
 
@@ -191,3 +199,85 @@ def test_automation_builds_a_model_once_after_its_source_loads() -> None:
         assert second.get_num_requested(mart) == 0  # its other Stripe tables were never loaded
         third = evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
         assert third.get_num_requested(staging) == 0  # requested once for one change
+
+
+SEGMENT = AssetKey.from_user_string("segment/raw_segment/events")
+# 22:30 in Los Angeles on 2 December: the hourly deadline before it is 21:45 LA = 05:45 UTC on
+# 3 December, by which the UTC day 2 December had ended and 3 December (today) had not.
+EVENING = datetime(2026, 12, 3, 6, 30, tzinfo=UTC)
+DEMO_AT = datetime(2026, 12, 3, 6, 20, tzinfo=UTC)  # a demo's run, ten minutes earlier
+DEMO_DAYS = [f"2026-11-{day}" for day in range(26, 31)] + ["2026-12-01", "2026-12-02"]
+
+
+def load_days(instance: DagsterInstance, key: AssetKey, days: list[str], at: datetime) -> None:
+    """Record a materialisation of each of ``days`` of ``key`` at ``at``, as a run loading them would."""
+    with freeze_time(at):
+        for day in days:
+            instance.report_runless_asset_event(AssetMaterialization(key, partition=day))
+
+
+def partition_check(instance: DagsterInstance, key: AssetKey, now: datetime):
+    """The partition freshness check's result for ``key`` at ``now``, with the real definitions'
+    partitions and cadence of ``key``."""
+    node = GRAPH.get(key)
+    return evaluate_partition_freshness(instance, key, node.partitions_def, asset_cadences(GRAPH)[key], now)
+
+
+def test_after_a_demo_the_partition_check_and_the_policy_agree_on_the_day_in_progress() -> None:
+    with DagsterInstance.ephemeral() as instance:
+        load_days(instance, SEGMENT, DEMO_DAYS, DEMO_AT)  # the seven complete days, not today
+        assert freshness(instance, SEGMENT, EVENING) == FreshnessState.PASS
+        result = partition_check(instance, SEGMENT, EVENING)
+        assert result.passed, result.description
+        assert result.metadata["due_partition"].value == "2026-12-02"
+        assert result.metadata["in_progress_partition"].value == "2026-12-03"
+        assert "2026-12-03 is in progress, due by 2026-12-04 00:45 UTC" in result.description
+        # Its next evaluation: the next hourly deadline, 22:45 LA.
+        next_deadline = result.metadata["dagster/fresh_until_timestamp"].value
+        assert next_deadline == datetime(2026, 12, 3, 6, 45, tzinfo=UTC).timestamp()
+
+
+def test_the_latest_due_day_missing_fails_the_check_once_its_deadline_passed() -> None:
+    with DagsterInstance.ephemeral() as instance:
+        load_days(instance, SEGMENT, DEMO_DAYS[:-1], datetime(2026, 12, 2, 23, 50, tzinfo=UTC))
+        # 00:30 UTC on 3 December: the last deadline (23:45 UTC) came before 2 December ended, so
+        # 1 December is the day due, and 2 December is not overdue yet.
+        early = partition_check(instance, SEGMENT, datetime(2026, 12, 3, 0, 30, tzinfo=UTC))
+        assert early.passed, early.description
+        assert early.metadata["due_partition"].value == "2026-12-01"
+        # 00:50 UTC: the 00:45 deadline has passed; 2 December is due and was never loaded.
+        late = partition_check(instance, SEGMENT, datetime(2026, 12, 3, 0, 50, tzinfo=UTC))
+        assert not late.passed
+        assert late.description.startswith("2026-12-02 is overdue"), late.description
+
+
+def test_an_old_backfill_keeps_the_policy_passing_but_not_the_partition_check() -> None:
+    with DagsterInstance.ephemeral() as instance:
+        load_days(instance, SEGMENT, DEMO_DAYS[:3], DEMO_AT)  # 26..28 November only
+        assert freshness(instance, SEGMENT, EVENING) == FreshnessState.PASS  # any partition counts
+        result = partition_check(instance, SEGMENT, EVENING)
+        assert not result.passed
+        assert result.metadata["due_partition"].value == "2026-12-02"
+
+
+def test_the_registered_check_passes_on_every_complete_day_loaded_up_to_now() -> None:
+    """The check as the definitions register it, executed by Dagster now: with every complete UTC day
+    of the last week loaded (not today's), it passes and names today as in progress."""
+    (check_def,) = [
+        c for c in defs.asset_checks if AssetCheckKey(SEGMENT, PARTITION_FRESHNESS_CHECK) in c.check_keys
+    ]
+    today = datetime.now(UTC).date()
+    days = [(today - timedelta(days=n)).isoformat() for n in range(7, 0, -1)]
+    with DagsterInstance.ephemeral() as instance:
+        load_days(instance, SEGMENT, days, datetime.now(UTC))
+        result = materialize(
+            [check_def],
+            instance=instance,
+            selection=AssetSelection.checks(AssetCheckKey(SEGMENT, PARTITION_FRESHNESS_CHECK)),
+        )
+        (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.passed, evaluation.description
+    assert evaluation.metadata["in_progress_partition"].value == today.isoformat()
+    assert (
+        evaluation.metadata["due_partition"].value in days[-2:]
+    )  # yesterday, before 00:45 UTC the day before

@@ -7,6 +7,11 @@ for each, so an upgrade that moves one fails there, naming it).
 - ``FreshnessState``, ``FreshnessStateChange`` (``dagster._core.definitions.freshness``): the event
   Dagster's freshness daemon records when a ``FreshnessPolicy``'s state changes; the stale-asset alert
   sensor reads it (``defs/alerts/definitions.py``). Dagster 1.13 exports neither.
+- ``get_latest_completed_cron_tick``, ``get_next_cron_tick`` (``dagster._utils.schedules``) and
+  ``FRESH_UNTIL_METADATA_KEY`` (``dagster/fresh_until_timestamp``, from Dagster's freshness check
+  factories): the deadline ticks the partition freshness checks judge by, computed as Dagster's own
+  freshness checks and policies compute them, and the metadata key Dagster's freshness-check sensor
+  reads to know when to evaluate a passed check again (``lib/freshness.py``).
 - :class:`DbtCoreCliResource`: overrides dagster-dbt 0.29's private ``DbtCliResource._cli_version``
   and ``_initialize_dbt_core_adapter`` (why: its docstring).
 """
@@ -19,12 +24,22 @@ from functools import cached_property
 from pathlib import Path
 
 import dbt.version
+from dagster._core.definitions.asset_checks.asset_check_factories.utils import FRESH_UNTIL_METADATA_KEY
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
+from dagster._utils.schedules import get_latest_completed_cron_tick, get_next_cron_tick
 from dagster_dbt import DbtCliResource
 from packaging import version
 
-__all__ = ["BaseAssetGraph", "DbtCoreCliResource", "FreshnessState", "FreshnessStateChange"]
+__all__ = [
+    "FRESH_UNTIL_METADATA_KEY",
+    "BaseAssetGraph",
+    "DbtCoreCliResource",
+    "FreshnessState",
+    "FreshnessStateChange",
+    "get_latest_completed_cron_tick",
+    "get_next_cron_tick",
+]
 
 
 class DbtCoreCliResource(DbtCliResource):

@@ -6,15 +6,22 @@ Chromium (Debian's `chromium`, driven by Python playwright) then:
 
 1. opens the asset graph and materialises one asset (`airbyte/raw_stripe/customers`), and sees its
    run succeed;
-2. launches a backfill of three Segment partitions from the asset's partitions view and sees all
+2. finds the Segment partitions fitting the sample: its first received day to today (in progress),
+   as `devstack` sets `SEGMENT_START_DATE`, in the partitions view and the launch dialog;
+3. launches a backfill of three Segment partitions from the asset's partitions view and sees all
    three succeed;
-3. materialises a Segment day whose archive has about 2.5% truncated lines (above the
+4. materialises a Segment day whose archive has about 2.5% truncated lines (above the
    `rejected_share` check's 0.1%, under the load's 5% limit) and finds the failed check and its
    message;
-4. reads a ClickHouse asset's table name and column schema (`dagster/table_name`,
-   `dagster/column_schema`) on its page.
+5. materialises a mart and everything upstream of it for the one day due (the lineage graph's
+   `+key:` selection, one partition in the launch dialog), then finds the Segment asset's freshness
+   policy and its partition freshness check agreeing (both pass; the check names today's partition
+   as in progress);
+6. reads ClickHouse assets' table name and column schema (`dagster/table_name`,
+   `dagster/column_schema`) on their pages, a dbt model's column descriptions from its YAML among
+   them, and no unserializable `dagster_dbt/project` entry in the model's metadata.
 
-The tests run in this order and share the instance (4 reads the Segment table that 2 and 3 load).
+The tests run in this order and share the instance (6 reads the tables that 3 to 5 load).
 Each step's screenshot goes to ``$UI_ARTIFACTS_DIR`` (default ``test-artifacts/ui/``), and a failed
 test leaves ``FAILED-<test>.png`` there. Skipped, with the reason, only when Chromium is not
 installed (``scripts/setup.sh`` installs it with apt-get when it runs as root).
@@ -41,8 +48,11 @@ import yaml
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from analytics_orchestration.defs.airbyte.client import AirbyteClient
+from analytics_orchestration.lib.freshness import PARTITION_FRESHNESS_CHECK
 from analytics_orchestration.lib.ingestion_config import load_connection_configs
 from analytics_orchestration.lib.partitions import received_day_folder
+from analytics_orchestration.lib.settings import SEGMENT_START_DATE_VARIABLE
+from devstack.cli import record_segment_start
 from devstack.sample_data.generate import generate_sample
 from devstack.stack import (
     ARCHIVE_BUCKET,
@@ -58,11 +68,20 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("UI_ARTIFACTS_DIR") or ROOT / "test-artifacts" / "ui")
 
-# Received days well inside the Segment partitions and the launch dialog's default "last 90 days".
-_TODAY = datetime.now(timezone.utc).date()
-BACKFILL_DAYS = [_TODAY - timedelta(days=n) for n in (10, 9, 8)]
-BAD_DAY = _TODAY - timedelta(days=7)  # the day after the backfill, with truncated lines
+# The sample is a demo's: the seven complete received days before today (UTC).
+_NOW = datetime.now(timezone.utc)
+_TODAY = _NOW.date()
+SAMPLE_DAYS = [_TODAY - timedelta(days=n) for n in range(7, 0, -1)]
+# Its partitions: each sample day and today, in progress (end_offset=1).
+EXPECTED_PARTITIONS = len(SAMPLE_DAYS) + 1
+BACKFILL_DAYS = SAMPLE_DAYS[:3]
+BAD_DAY = SAMPLE_DAYS[3]  # the day after the backfill, with truncated lines
 TRUNCATE_EVERY = 40  # every 40th line of the bad day cut in half: 2.5% rejects
+# The Segment events' (hourly) partition freshness check expects the last UTC day that had ended by
+# the latest hourly deadline (hh:45): yesterday, or the day before during the first 45 minutes of a day.
+DUE_DAY = (_NOW - timedelta(minutes=45)).date() - timedelta(days=1)
+MART_KEY = "dbt/marts/daily_active_users"
+STAGING_KEY = "dbt/staging/stg_segment__events"
 
 STRIPE_TABLE_KEY = "airbyte/raw_stripe/customers"
 SEGMENT_KEY = "segment/raw_segment/events"
@@ -109,6 +128,9 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process: subprocess.Popen | None = None
     try:
         env = stack.start()
+        with pytest.MonkeyPatch.context() as patch:  # it sets os.environ too: restored after
+            patch.setenv(SEGMENT_START_DATE_VARIABLE, SAMPLE_DAYS[0].isoformat())
+            record_segment_start(stack, SAMPLE_DAYS[0])  # as `devstack sample` and `demo` do
         process = _start_devstack_dev(stack, home, port, log_path)
         _write_sample(stack, env)  # while `dagster dev` loads the code location
         _sync_stripe(env)
@@ -182,17 +204,36 @@ def test_asset_graph_materialise_one_asset(page: Page):
     _shot(page, "05-asset-graph-materialized")
 
 
+def test_the_segment_partitions_follow_the_sample(page: Page):
+    first, today = SAMPLE_DAYS[0].isoformat(), _TODAY.isoformat()
+    _open_partitions(page, SEGMENT_KEY)
+    # Every partition is selected: the sample's first received day to today.
+    expect(page.get_by_text(f"{EXPECTED_PARTITIONS} Partitions Selected", exact=True)).to_be_visible()
+    expect(page.get_by_placeholder(re.compile(r"^ex: "))).to_have_value(f"[{first}...{today}]")
+    _shot(page, "06-partitions-fit-the-sample")
+
+    page.get_by_role("button").filter(has_text=re.compile(r"^Materialize…$")).click()
+    dialog = page.get_by_role("dialog")
+    shown = f"Showing {EXPECTED_PARTITIONS} of {EXPECTED_PARTITIONS} partitions"
+    expect(dialog.get_by_text(shown)).to_be_visible()
+    dialog.get_by_role("button", name="All", exact=True).click()
+    expect(dialog.get_by_text(f"{EXPECTED_PARTITIONS} partitions", exact=True)).to_be_visible()
+    _shot(page, "07-launch-dialog-every-partition")
+    dialog.get_by_role("button", name="Cancel", exact=True).click()
+    expect(dialog).to_have_count(0)
+
+
 def test_backfill_three_segment_partitions(page: Page):
     first, last = BACKFILL_DAYS[0].isoformat(), BACKFILL_DAYS[-1].isoformat()
     _open_partitions(page, SEGMENT_KEY)
     _select_partitions(page, f"[{first}...{last}]", 3)
-    _shot(page, "06-partitions-selected")
+    _shot(page, "08-partitions-selected")
 
     page.get_by_role("button").filter(has_text=re.compile(r"^Materialize…$")).click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text("3 partitions", exact=True)).to_be_visible()
     expect(dialog.get_by_placeholder(re.compile(r"^ex: "))).to_have_value(f"[{first}...{last}]")
-    _shot(page, "07-launch-backfill-dialog")
+    _shot(page, "09-launch-backfill-dialog")
     dialog.get_by_role("button", name="Launch backfill", exact=True).click()
     backfill_id = _toast_id(page, "Created backfill")
 
@@ -201,7 +242,7 @@ def test_backfill_three_segment_partitions(page: Page):
     expect(status).to_contain_text(TERMINAL_BACKFILL_STATUS, timeout=RUN_TIMEOUT_MS)
     row = page.locator("[class*=rowGrid]").filter(has_text=SEGMENT_TITLE)
     expect(row).to_contain_text("100% completed")
-    _shot(page, "08-backfill-succeeded")
+    _shot(page, "10-backfill-succeeded")
     assert "Succeeded" in status.inner_text(), status.inner_text()
     # Partitions targeted, in progress, succeeded, failed.
     assert row.inner_text().split("\n")[-4:] == ["3", "0", "3", "0"], row.inner_text()
@@ -212,7 +253,7 @@ def test_backfill_three_segment_partitions(page: Page):
     expect(page.get_by_text("Failed (0)", exact=True)).to_be_visible()
     for day in BACKFILL_DAYS:
         expect(page.get_by_text(day.isoformat(), exact=True).first).to_be_visible()
-    _shot(page, "09-partitions-materialized")
+    _shot(page, "11-partitions-materialized")
 
 
 def test_find_the_failed_rejects_check_and_its_message(page: Page):
@@ -227,7 +268,7 @@ def test_find_the_failed_rejects_check_and_its_message(page: Page):
     # The day loads (its rejects are under the 5% limit): the run succeeds, the check fails.
     _open_from_runs_list(page, run_id)
     _expect_run_success(page, run_id)
-    _shot(page, "10-bad-day-run")
+    _shot(page, "12-bad-day-run")
 
     page.get_by_role("link", name=SEGMENT_TITLE).first.click()
     page.get_by_role("tab", name="Checks", exact=True).click()
@@ -240,7 +281,50 @@ def test_find_the_failed_rejects_check_and_its_message(page: Page):
     expect(message).to_contain_text("above 0.10%")
     expect(_row(page, "worst_day")).to_contain_text(BAD_DAY.isoformat())
     expect(_row(page, "threshold")).to_contain_text("0.001")
-    _shot(page, "11-failed-check")
+    _shot(page, "13-failed-check")
+
+
+def test_one_day_of_a_mart_and_everything_upstream_then_one_freshness_signal(page: Page):
+    day = DUE_DAY.isoformat()
+    page.goto("/")
+    _nav(page, "Lineage")
+    expect(page.get_by_text("Global asset lineage", exact=True)).to_be_visible()
+    page.locator(".CodeMirror").filter(has=page.get_by_label("Search and filter assets")).click()
+    page.keyboard.type(f'+key:"{MART_KEY}"')  # the mart and everything upstream of it
+    page.keyboard.press("Enter")
+    page.get_by_role("button").filter(has_text=re.compile(r"^Materialize all…$")).click()
+    dialog = page.get_by_role("dialog")
+    upstream = _dbt_upstream_count(MART_KEY.rsplit("/", 1)[-1])
+    expect(dialog.get_by_text(f"Launch runs to materialize {upstream} assets", exact=True)).to_be_visible()
+    box = dialog.get_by_placeholder("No matching partitions")
+    box.fill(day)
+    box.press("Enter")
+    expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
+    _shot(page, "14-mart-and-upstream-one-day")
+    launch = dialog.get_by_role("button", name="Launch 1 run", exact=True)
+    expect(launch).to_be_enabled()
+    launch.click()
+    run_id = _toast_id(page, "Launched run")
+    _open_from_runs_list(page, run_id)
+    _expect_run_success(page, run_id)
+    _shot(page, "15-mart-and-upstream-run")
+
+    # One signal: the freshness policy passes and so does the partition freshness check, which
+    # judges the day due and names today's partition as in progress, not overdue.
+    page.goto(f"/assets/{SEGMENT_KEY}")
+    page.get_by_role("tab", name="Overview", exact=True).click()
+    policy = page.get_by_text("Freshness policy", exact=True).first.locator("xpath=..")
+    expect(policy).to_contain_text("Passing", timeout=RUN_TIMEOUT_MS)
+    _shot(page, "16-freshness-policy-passing")
+    page.get_by_role("tab", name="Checks", exact=True).click()
+    check = page.get_by_title(PARTITION_FRESHNESS_CHECK, exact=True).locator("xpath=..")
+    expect(check).to_contain_text("Succeeded")  # evaluated by the run, after the load
+    check.click()
+    expect(page.get_by_text("Evaluation result", exact=True).locator("xpath=..")).to_contain_text("Passed")
+    message = page.get_by_text(f"{day}, the latest partition due by the hourly deadline").first
+    expect(message).to_contain_text("is materialised")
+    expect(message).to_contain_text(f"{_TODAY.isoformat()} is in progress")
+    _shot(page, "17-partition-freshness-check-passed")
 
 
 def test_clickhouse_asset_pages_show_table_name_and_columns(page: Page):
@@ -254,7 +338,7 @@ def test_clickhouse_asset_pages_show_table_name_and_columns(page: Page):
             {"message_id": "String", "received_at": "DateTime64(3, 'UTC')", "properties": "String"},
         ),
     }
-    for number, (key, (table, columns)) in enumerate(expected.items(), start=12):
+    for number, (key, (table, columns)) in enumerate(expected.items(), start=18):
         page.goto(f"/assets/{key}")
         page.get_by_role("tab", name="Overview", exact=True).click()
         storage = page.get_by_text("Storage", exact=True).locator("xpath=..")
@@ -263,6 +347,22 @@ def test_clickhouse_asset_pages_show_table_name_and_columns(page: Page):
         for name, kind in columns.items():
             expect(_row(schema, name)).to_contain_text(kind)
         _shot(page, f"{number}-{table}-table-and-columns")
+
+    # A dbt model built by the previous test: the column descriptions of its YAML, and no
+    # unserializable DbtProject among its metadata entries.
+    model = STAGING_KEY.rsplit("/", 1)[-1]
+    page.goto(f"/assets/{STAGING_KEY}")
+    page.get_by_role("tab", name="Overview", exact=True).click()
+    schema = page.get_by_role("table").filter(has_text="Column name")
+    descriptions = _yaml_column_descriptions(model)
+    assert len(descriptions) > 5, descriptions
+    for name, description in descriptions.items():
+        expect(_row(schema, name)).to_contain_text(description.split(". ")[0][:40])
+    metadata = page.get_by_role("table").filter(has=page.get_by_text("dagster_dbt/unique_id", exact=True))
+    expect(metadata).to_contain_text(f"model.analytics.{model}")
+    expect(metadata.get_by_text("dagster_dbt/project", exact=True)).to_have_count(0)
+    expect(page.get_by_text("(unserializable)")).to_have_count(0)
+    _shot(page, f"{number + 1}-{model}-described-columns")
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -331,16 +431,46 @@ def _select_partitions(page: Page, selection: str, count: int) -> None:
     expect(page.get_by_text(f"{count} Partitions Selected", exact=True)).to_be_visible()
 
 
+def _dbt_upstream_count(model: str) -> int:
+    """The assets a run of dbt ``model`` "and everything upstream" materialises, by dbt's own lineage
+    (``parent_map`` of the parsed manifest): the model, the models it reads through any chain of
+    refs, and the loaded sources (each one asset that loads it)."""
+    manifest = json.loads((ROOT / "dbt_project" / "target" / "manifest.json").read_text())
+    seen: set[str] = set()
+    frontier = [f"model.analytics.{model}"]
+    while frontier:
+        for parent in manifest["parent_map"][frontier.pop()]:
+            if parent not in seen:
+                seen.add(parent)
+                frontier.append(parent)
+    return len(seen) + 1
+
+
+def _yaml_column_descriptions(model: str) -> dict[str, str]:
+    """Column -> description of dbt ``model`` in the project's YAML files (described columns only),
+    whitespace folded as the UI shows it."""
+    for path in (ROOT / "dbt_project" / "models").rglob("*.yml"):
+        for entry in (yaml.safe_load(path.read_text()) or {}).get("models", []):
+            if entry["name"] == model:
+                return {
+                    c["name"]: " ".join(c["description"].split())
+                    for c in entry.get("columns", [])
+                    if c.get("description")
+                }
+    raise AssertionError(f"no YAML for dbt model {model}")
+
+
 def _write_sample(stack: EmbeddedStack, env: dict[str, str]) -> None:
-    """Generate the backfill days and the bad day, cut lines of the bad day, upload the archive."""
-    generate_sample(
+    """Generate the sample days, cut lines of the bad day, upload the archive."""
+    summary = generate_sample(
         stack.sample_dir,
-        start=BACKFILL_DAYS[0],
-        days=len(BACKFILL_DAYS) + 1,
+        start=SAMPLE_DAYS[0],
+        days=len(SAMPLE_DAYS),
         events_per_day=1_500,
         seed=23,
         segment_source_id=SOURCE_ID,
     )
+    assert summary.days == SAMPLE_DAYS, summary.days
     day_dir = stack.sample_archive_dir / received_day_folder(BAD_DAY)
     lines = cut = 0
     for path in sorted(day_dir.glob("*.gz")):

@@ -18,6 +18,7 @@ outside a job that builds its models (an analyst materialising one table in the 
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
@@ -30,6 +31,7 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     AssetSelection,
+    AssetSpec,
     AutomationCondition,
     BackfillPolicy,
     Failure,
@@ -37,7 +39,13 @@ from dagster import (
     Output,
     TimeWindow,
 )
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
 from analytics_orchestration.lib.asset_keys import SEGMENT_EVENTS_KEY, dbt_model_key, table_key
@@ -52,6 +60,8 @@ DAILY_SELECTOR = "tag:daily"
 INVOCATION_FOLDER = re.compile(r"^dbt_(daily_)?models-[0-9a-f]{7}-[0-9a-f-]{7}$")
 KEPT_INVOCATION_FOLDERS = 10
 DBT_POOL = "dbt"
+# The metadata entry dagster-dbt 0.29 puts the DbtProject object in (dagster_dbt.asset_utils).
+DBT_PROJECT_METADATA_KEY = "dagster_dbt/project"
 # The received-day window of a daily run, read by the dbt macro segment_received_window().
 WINDOW_VARIABLES = ("SEGMENT_MIN_RECEIVED_DATE", "SEGMENT_MAX_RECEIVED_DATE")
 
@@ -77,6 +87,20 @@ class AnalyticsDbtTranslator(DagsterDbtTranslator):
     Raises:
         KeyError: a source has no ``meta: {dagster_folder: ...}``.
     """
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> AssetSpec:
+        """dagster-dbt's spec without its ``dagster_dbt/project`` metadata entry: a ``DbtProject``
+        object, which the UI can only list as ``[DbtProject] (unserializable)``.
+
+        The project is this code location's one dbt project (``lib/dbt_project.py``), passed on here
+        when dagster-dbt, reading the entry back at run time, finds none (its code references need
+        it); dbt runs in the resource's ``project_dir``, the same folder.
+        """
+        spec = super().get_asset_spec(manifest, unique_id, project or dbt_project)
+        metadata = {k: v for k, v in spec.metadata.items() if k != DBT_PROJECT_METADATA_KEY}
+        return spec.replace_attributes(metadata=metadata)
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
@@ -206,15 +230,25 @@ def build_args(client: Client, context: AssetExecutionContext) -> list[str]:
     return ["build", "--exclude", " ".join(left_out)]
 
 
+def colour_args() -> list[str]:
+    """dbt's colour flag for this process's standard output, where dagster-dbt echoes dbt's lines:
+    colours on a terminal, none when it is piped or a file (a run's captured logs, ``devstack demo``
+    into a pipe), which would otherwise be full of ANSI escape codes."""
+    return ["--use-colors" if sys.stdout.isatty() else "--no-use-colors"]
+
+
 def model_metadata(client: Client, node: Mapping[str, Any]) -> dict[str, Any]:
     """What a built model's materialization carries, read from ClickHouse as it is after the build:
-    ``dagster/table_name``, ``dagster/column_schema`` (ClickHouse types) and, unless the model is a
-    view (whose count would run its query), ``dagster/row_count`` (rows, the whole table).
+    ``dagster/table_name``, ``dagster/column_schema`` (ClickHouse types, with each column's
+    description from the model's dbt YAML) and, unless the model is a view (whose count would run its
+    query), ``dagster/row_count`` (rows, the whole table).
 
     ``node`` is the model's entry in dbt's manifest (``schema`` is the ClickHouse database, ``alias``
-    the table)."""
+    the table). The UI shows the latest materialization's column schema in place of the definition's,
+    so without the descriptions here the dbt YAML's would not show."""
     database, table = node["schema"], node["alias"]
-    metadata = table_metadata(client, database, table)
+    descriptions = {name: column.get("description") or "" for name, column in node["columns"].items()}
+    metadata = table_metadata(client, database, table, descriptions)
     if node["config"]["materialized"] != "view":
         metadata["dagster/row_count"] = table_rows(client, database, table)
     return metadata
@@ -247,7 +281,8 @@ def build(
     ``fetch_row_counts()`` / ``fetch_column_metadata()``: those poll their thread pools in a loop that
     never sleeps (``dagster._core.utils.imap``), which took a core from dbt and ClickHouse on this
     2-core machine, and open dbt's adapter in this process first (about 1 s before dbt starts).
-    Before it starts, old invocation folders are pruned (:func:`prune_invocation_folders`).
+    Before it starts, old invocation folders are pruned (:func:`prune_invocation_folders`); dbt colours
+    its lines only on a terminal (:func:`colour_args`).
 
     Raises:
         ClickHouseUnreachableError: nothing answers at the ClickHouse settings (before dbt starts).
@@ -258,7 +293,7 @@ def build(
     client = clickhouse.get_client()
     prune_invocation_folders(Path(dbt_project.project_dir) / dbt_project.target_path, KEPT_INVOCATION_FOLDERS)
     try:
-        invocation = dbt.cli(build_args(client, context), context=context)
+        invocation = dbt.cli([*build_args(client, context), *colour_args()], context=context)
         nodes = invocation.manifest["nodes"]
         for event in invocation.stream():
             if isinstance(event, Output | AssetMaterialization):

@@ -8,6 +8,7 @@ limits is left as it was, the other days of the range still load, and the run th
 """
 
 import statistics
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -18,6 +19,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     BackfillPolicy,
+    BetaWarning,
     Config,
     Failure,
     MaterializeResult,
@@ -286,36 +288,43 @@ def _checks(
     ]
 
 
-@asset(
-    key=SEGMENT_EVENTS_KEY,
-    group_name="segment",
-    partitions_def=segment_daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    pool=CLICKHOUSE_LOAD_POOL,
-    retry_policy=LOAD_RETRY_POLICY,
-    kinds={"clickhouse", "s3"},
-    tags={CADENCE_TAG: "hourly"},
-    metadata={
-        "dagster/table_name": f"{sql.DATABASE}.events",
-        "dagster/column_schema": column_schema(sql.event_columns()),
-    },
-    check_specs=[
-        AssetCheckSpec(
-            REJECTED_SHARE_CHECK, asset=SEGMENT_EVENTS_KEY, description="rejected share of each day"
+with warnings.catch_warnings():
+    # Dagster 1.13 marks the ``backfill_policy`` parameter of ``@asset`` beta; the single-run policy is
+    # what makes a backfill of any length one run, so its BetaWarning is silenced here, by name, only.
+    warnings.filterwarnings("ignore", r"Parameter `backfill_policy` of function `asset`", BetaWarning)
+    segment_events_asset = asset(
+        key=SEGMENT_EVENTS_KEY,
+        group_name="segment",
+        partitions_def=segment_daily_partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        pool=CLICKHOUSE_LOAD_POOL,
+        retry_policy=LOAD_RETRY_POLICY,
+        kinds={"clickhouse", "s3"},
+        tags={CADENCE_TAG: "hourly"},
+        metadata={
+            "dagster/table_name": f"{sql.DATABASE}.events",
+            "dagster/column_schema": column_schema(sql.event_columns()),
+        },
+        check_specs=[
+            AssetCheckSpec(
+                REJECTED_SHARE_CHECK, asset=SEGMENT_EVENTS_KEY, description="rejected share of each day"
+            ),
+            AssetCheckSpec(
+                DAILY_VOLUME_CHECK, asset=SEGMENT_EVENTS_KEY, description="each day's volume vs last week"
+            ),
+            AssetCheckSpec(
+                EVENT_LAG_CHECK, asset=SEGMENT_EVENTS_KEY, description="age of the newest call loaded"
+            ),
+        ],
+        description=(
+            "Segment calls (track, identify, page, screen, group, alias) from Segment's S3 archive, one "
+            "partition per UTC day Segment received them; malformed lines go to raw_segment.rejects "
+            "with object key, line number and reason."
         ),
-        AssetCheckSpec(
-            DAILY_VOLUME_CHECK, asset=SEGMENT_EVENTS_KEY, description="each day's volume vs last week"
-        ),
-        AssetCheckSpec(
-            EVENT_LAG_CHECK, asset=SEGMENT_EVENTS_KEY, description="age of the newest call loaded"
-        ),
-    ],
-    description=(
-        "Segment calls (track, identify, page, screen, group, alias) from Segment's S3 archive, one "
-        "partition per UTC day Segment received them; malformed lines go to raw_segment.rejects "
-        "with object key, line number and reason."
-    ),
-)
+    )
+
+
+@segment_events_asset
 @retry_only_transient
 def segment_events(
     context: AssetExecutionContext,

@@ -1,6 +1,8 @@
 """What a ClickHouse asset's page shows: its table, the table's columns and its rows (Dagster's
 ``dagster/table_name``, ``dagster/column_schema`` and ``dagster/row_count`` metadata)."""
 
+from collections.abc import Mapping
+
 from clickhouse_connect.driver.client import Client
 from dagster import TableColumn, TableSchema
 
@@ -15,16 +17,23 @@ def table_columns(client: Client, database: str, table: str) -> dict[str, str]:
     return {name: kind for name, kind in result.result_rows}
 
 
-def column_schema(columns: dict[str, str]) -> TableSchema:
-    """``columns`` (name -> ClickHouse type) as Dagster's table schema."""
-    return TableSchema(columns=[TableColumn(name, kind) for name, kind in columns.items()])
+def column_schema(columns: dict[str, str], descriptions: Mapping[str, str] | None = None) -> TableSchema:
+    """``columns`` (name -> ClickHouse type) as Dagster's table schema, each column described by
+    ``descriptions`` (name -> text; a column not in it has none)."""
+    described = descriptions or {}
+    return TableSchema(
+        columns=[TableColumn(name, kind, description=described.get(name)) for name, kind in columns.items()]
+    )
 
 
-def table_metadata(client: Client, database: str, table: str) -> dict:
-    """``dagster/table_name`` and ``dagster/column_schema`` of ``database.table`` as it is now."""
+def table_metadata(
+    client: Client, database: str, table: str, descriptions: Mapping[str, str] | None = None
+) -> dict:
+    """``dagster/table_name`` and ``dagster/column_schema`` of ``database.table`` as it is now, its
+    columns described by ``descriptions`` (see :func:`column_schema`)."""
     return {
         "dagster/table_name": f"{database}.{table}",
-        "dagster/column_schema": column_schema(table_columns(client, database, table)),
+        "dagster/column_schema": column_schema(table_columns(client, database, table), descriptions),
     }
 
 
