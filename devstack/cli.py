@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import date, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
@@ -200,8 +201,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """
     from dagster import DagsterInstance
 
+    began = time.monotonic()
+
+    def step(what: str) -> None:
+        print(f"demo [{time.monotonic() - began:.0f} s]: {what}", flush=True)
+
+    step("starting the embedded stack (ClickHouse endpoint, S3, Airbyte API)")
     was_running = _start_stack()
     start = args.start or _default_start(args.days)
+    step(f"generating {args.days} days of sample input from {start}")
     if args.archive_bucket:
         os.environ["SEGMENT_ARCHIVE_BUCKET"] = args.archive_bucket
         os.environ["SEGMENT_ARCHIVE_PREFIX"] = args.archive_prefix
@@ -210,16 +218,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _generate_sample(start, args.days, args.events_per_day, args.seed, segment=False)
     else:
         _generate_sample(start, args.days, args.events_per_day, args.seed)
+    step("parsing the dbt project and loading the definitions")
     prepare_dbt()
     ensure_dagster_home()
     from analytics_orchestration.definitions import defs
     from devstack.main_run import run_main_job
 
     with DagsterInstance.get() as instance:
-        summary = run_main_job(defs, start, start + timedelta(days=args.days - 1), instance)
+        last = start + timedelta(days=args.days - 1)
+        step(f"running main_job over {start}..{last}: a line per step as it ends")
+        summary = run_main_job(defs, start, last, instance, progress=lambda line: print(line, flush=True))
     print(summary.render())
     if not (args.keep_running or was_running):
+        step("stopping the embedded stack it started (its data stays for the next start)")
         _stack().stop()
+    step("done. Next: ./scripts/dev.sh serves the Dagster UI on http://127.0.0.1:3000")
     return 0 if summary.success and not summary.checks_failed else 1
 
 

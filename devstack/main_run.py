@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
 from dagster import (
     AssetCheckSeverity,
+    DagsterEventType,
     DagsterInstance,
     Definitions,
     ExecuteInProcessResult,
@@ -68,23 +73,63 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def run_main_job(defs: Definitions, first: date, last: date, instance: DagsterInstance) -> RunSummary:
+_STEP_ENDS = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
+PROGRESS_EVERY_S = 2.0
+"""How often (seconds) :func:`run_main_job` reports the steps that ended."""
+
+
+def run_main_job(
+    defs: Definitions,
+    first: date,
+    last: date,
+    instance: DagsterInstance,
+    progress: Callable[[str], None] | None = None,
+) -> RunSummary:
     """Execute ``main_job`` in process for received days ``first``..``last`` (inclusive, UTC).
 
-    Unpartitioned assets run once; partitioned ones cover the whole range in one run.
+    Unpartitioned assets run once; partitioned ones cover the whole range in one run. ``progress``,
+    if given, gets one line per step as it ends (its name, outcome and the run's elapsed seconds),
+    read from the run's events in ``instance`` every :data:`PROGRESS_EVERY_S` seconds.
     """
     job = defs.resolve_job_def(MAIN_JOB)
-    result = job.execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        # The summary is the report; the console logger shows only warnings and errors.
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        tags={
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-        },
-    )
+    run_id = str(uuid.uuid4())
+    done = threading.Event()
+    reporter = threading.Thread(target=_report_steps, args=(instance, run_id, progress, done), daemon=True)
+    if progress is not None:
+        reporter.start()
+    try:
+        result = job.execute_in_process(
+            instance=instance,
+            run_id=run_id,
+            raise_on_error=False,
+            # The summary is the report; the console logger shows only warnings and errors.
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            tags={
+                "dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat(),
+            },
+        )
+    finally:
+        done.set()
+        if reporter.is_alive():
+            reporter.join()
     return summarise(result)
+
+
+def _report_steps(
+    instance: DagsterInstance, run_id: str, progress: Callable[[str], None], done: threading.Event
+) -> None:
+    started, cursor = time.monotonic(), None
+    while True:
+        finished = done.wait(PROGRESS_EVERY_S)
+        records = instance.get_records_for_run(run_id, cursor=cursor, of_type=_STEP_ENDS)
+        cursor = records.cursor
+        for record in records.records:
+            event = record.event_log_entry.dagster_event
+            outcome = "done" if event.event_type == DagsterEventType.STEP_SUCCESS else "FAILED"
+            progress(f"{MAIN_JOB} [{time.monotonic() - started:.0f} s]: {event.step_key} {outcome}")
+        if finished:
+            return
 
 
 def summarise(result: ExecuteInProcessResult) -> RunSummary:

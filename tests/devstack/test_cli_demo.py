@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import re
 import subprocess
 import sys
 from datetime import date
@@ -60,6 +61,18 @@ def test_demo_runs_the_main_job_and_prints_a_summary(demo_stack, tmp_path):
         )
     assert "asset checks:" in result.stdout and ", 0 failed" in result.stdout
     assert demo_stack.is_running(), "demo must not stop a stack it did not start"
+    # It says what it does as it goes: each step, then each main_job step as it ends, with seconds.
+    lines = result.stdout.splitlines()
+    steps = [line for line in lines if re.match(r"^demo \[\d+ s\]: ", line)]
+    assert [s.split(": ", 1)[1].split(" ")[0] for s in steps] == [
+        "starting",
+        "generating",
+        "parsing",
+        "running",
+        "done.",
+    ]
+    assert sum(1 for line in lines if re.match(r"^main_job \[\d+ s\]: \S+ done$", line)) >= 10
+    assert lines[-1].endswith("Next: ./scripts/dev.sh serves the Dagster UI on http://127.0.0.1:3000")
 
 
 def test_demo_exits_non_zero_when_an_asset_fails(demo_stack, tmp_path):
