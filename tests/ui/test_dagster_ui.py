@@ -19,9 +19,17 @@ Chromium (Debian's `chromium`, driven by Python playwright) then:
    as in progress);
 6. reads ClickHouse assets' table name and column schema (`dagster/table_name`,
    `dagster/column_schema`) on their pages, a dbt model's column descriptions from its YAML among
-   them, and no unserializable `dagster_dbt/project` entry in the model's metadata.
+   them, and no unserializable `dagster_dbt/project` entry in the model's metadata;
+7. backfills a range of two Segment days and everything downstream of it from the lineage graph
+   (the `key:...+` selection, the range typed in the launch dialog), after the Airbyte connections'
+   sync jobs' assets have run from Dagster's CLI (the unpartitioned models read their tables too),
+   and opens it from Runs > Backfills: it succeeds, every daily asset has the two partitions, every
+   unpartitioned one (`account_health_daily`, the `int_cs__*` models) its one materialisation, in
+   one run per partitions definition (the range in one run, single-run policies, then the
+   unpartitioned models in one more), and ClickHouse holds one row per archive line of the days.
 
-The tests run in this order and share the instance (6 reads the tables that 3 to 5 load).
+The tests run in this order and share the instance (6 reads the tables that 3 to 5 load; 7 comes
+last, so that the days and models it builds change nothing the others look at).
 Each step's screenshot goes to ``$UI_ARTIFACTS_DIR`` (default ``test-artifacts/ui/``), and a failed
 test leaves ``FAILED-<test>.png`` there. Skipped, with the reason, only when Chromium is not
 installed (``scripts/setup.sh`` installs it with apt-get when it runs as root).
@@ -30,8 +38,10 @@ installed (``scripts/setup.sh`` installs it with apt-get when it runs as root).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import json
+import operator
 import os
 import re
 import signal
@@ -40,17 +50,30 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+import clickhouse_connect
 import pytest
 import yaml
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    AssetSelection,
+    BackfillPolicy,
+    DagsterInstance,
+    PartitionsDefinition,
+    RunsFilter,
+)
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
+from analytics_orchestration.definitions import defs
 from analytics_orchestration.defs.airbyte.client import AirbyteClient
+from analytics_orchestration.defs.airbyte.definitions import connection_jobs
 from analytics_orchestration.lib.freshness import PARTITION_FRESHNESS_CHECK
 from analytics_orchestration.lib.ingestion_config import load_connection_configs
-from analytics_orchestration.lib.partitions import received_day_folder
+from analytics_orchestration.lib.partitions import received_day_folder, segment_daily_partitions
 from analytics_orchestration.lib.settings import SEGMENT_START_DATE_VARIABLE
 from devstack.cli import record_segment_start
 from devstack.sample_data.generate import generate_sample
@@ -60,6 +83,7 @@ from devstack.stack import (
     SOURCE_ID,
     EmbeddedStack,
     free_port,
+    read_env_file,
     s3_client,
     upload_folder,
 )
@@ -76,6 +100,7 @@ SAMPLE_DAYS = [_TODAY - timedelta(days=n) for n in range(7, 0, -1)]
 EXPECTED_PARTITIONS = len(SAMPLE_DAYS) + 1
 BACKFILL_DAYS = SAMPLE_DAYS[:3]
 BAD_DAY = SAMPLE_DAYS[3]  # the day after the backfill, with truncated lines
+RANGE_DAYS = SAMPLE_DAYS[4:6]  # the range backfill of Segment and everything downstream
 TRUNCATE_EVERY = 40  # every 40th line of the bad day cut in half: 2.5% rejects
 # The Segment events' (hourly) partition freshness check expects the last UTC day that had ended by
 # the latest hourly deadline (hh:45): yesterday, or the day before during the first 45 minutes of a day.
@@ -86,11 +111,15 @@ STAGING_KEY = "dbt/staging/stg_segment__events"
 STRIPE_TABLE_KEY = "airbyte/raw_stripe/customers"
 SEGMENT_KEY = "segment/raw_segment/events"
 SEGMENT_TITLE = "segment / raw_segment / events"
+HEALTH_KEY = "dbt/marts/account_health_daily"  # unpartitioned, downstream of Segment
+BACKFILL_TAG = "dagster/backfill"
 # the failed check says "<day>: <n> of <lines> lines rejected (<share>, above 0.10%); ..."
 REJECTED_SHARE_MESSAGE = "lines rejected"
 
 SERVER_TIMEOUT_S = 180  # `dagster dev` answering and its code location loaded
 RUN_TIMEOUT_MS = 240_000  # a run or backfill from launch to its end (queued behind the load pool)
+RANGE_BACKFILL_TIMEOUT_MS = 480_000  # a backfill of the load and every model downstream, run after run
+SOURCES_TIMEOUT_S = 600  # the CLI run of every other source the unpartitioned models read
 ACTION_TIMEOUT_MS = 30_000  # a page showing what a click asked for
 
 LOCATION_STATUS = """{ workspaceOrError { __typename ... on Workspace { locationEntries {
@@ -102,9 +131,22 @@ TERMINAL_BACKFILL_STATUS = re.compile(r"Succeeded|Failed|Canceled|Completed")
 # --------------------------------------------------------------------------------------- fixtures
 
 
+@dataclass(frozen=True)
+class DevUI:
+    """A running `devstack dev`: the UI's base URL, its Dagster home and its stack's settings."""
+
+    url: str
+    home: Path
+    stack: EmbeddedStack
+
+    def settings(self) -> dict[str, str]:
+        """The stack's variables (ClickHouse, S3, Airbyte), as its env file holds them."""
+        return read_env_file(self.stack.env_file)
+
+
 @pytest.fixture(scope="module")
-def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`devstack dev` on a private embedded stack with its sample input; yields the UI's base URL.
+def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevUI]:
+    """`devstack dev` on a private embedded stack with its sample input.
 
     Stops the `dagster dev` process group and the stack at the end, also when a test failed.
     """
@@ -136,7 +178,7 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _sync_stripe(env)
         url = f"http://127.0.0.1:{port}"
         _wait_for_code_location(url, process, log_path)
-        yield url
+        yield DevUI(url, home, stack)
     finally:
         if process is not None:
             _stop_process_group(process)
@@ -144,12 +186,12 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser_page(dagster_ui: str) -> Iterator[Page]:
+def browser_page(dagster_ui: DevUI) -> Iterator[Page]:
     """One headless Chromium page on the UI for the whole module."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         try:
-            context = browser.new_context(base_url=dagster_ui, viewport={"width": 1600, "height": 1000})
+            context = browser.new_context(base_url=dagster_ui.url, viewport={"width": 1600, "height": 1000})
             page = context.new_page()
             page.set_default_timeout(ACTION_TIMEOUT_MS)
             expect.set_options(timeout=ACTION_TIMEOUT_MS)
@@ -365,6 +407,72 @@ def test_clickhouse_asset_pages_show_table_name_and_columns(page: Page):
     _shot(page, f"{number + 1}-{model}-described-columns")
 
 
+def test_range_backfill_of_segment_and_everything_downstream(page: Page, dagster_ui: DevUI):
+    days = [day.isoformat() for day in RANGE_DAYS]
+    targeted = _downstream_of_segment()
+    # One run per partitions definition: every asset has a single-run policy, so the range is one
+    # run of the daily assets, and the unpartitioned ones, built after them, one more.
+    expected_runs: dict[PartitionsDefinition | None, set[str]] = {}
+    for key, partitions_def in targeted.items():
+        expected_runs.setdefault(partitions_def, set()).add(key)
+    assert len(expected_runs) == 2, expected_runs  # the Segment days and the unpartitioned models
+    _load_other_sources(dagster_ui)
+
+    page.goto("/")
+    _nav(page, "Lineage")
+    expect(page.get_by_text("Global asset lineage", exact=True)).to_be_visible()
+    page.locator(".CodeMirror").filter(has=page.get_by_label("Search and filter assets")).click()
+    page.keyboard.type(f'key:"{SEGMENT_KEY}"+')  # Segment and everything downstream of it
+    page.keyboard.press("Enter")
+    page.get_by_role("button").filter(has_text=re.compile(r"^Materialize all…$")).click()
+    dialog = page.get_by_role("dialog")
+    shown = f"Launch runs to materialize {len(targeted)} assets"
+    expect(dialog.get_by_text(shown, exact=True)).to_be_visible()
+    box = dialog.get_by_placeholder("No matching partitions")
+    box.fill(f"[{days[0]}...{days[-1]}]")
+    box.press("Enter")
+    expect(dialog.get_by_text(f"{len(days)} partitions", exact=True)).to_be_visible()
+    _shot(page, "21-segment-and-downstream-range")
+    dialog.get_by_role("button", name="Launch backfill", exact=True).click()
+    backfill_id = _toast_id(page, "Created backfill")
+
+    _nav(page, "Runs")
+    page.get_by_role("tab", name="Backfills", exact=True).click()
+    page.get_by_role("link").filter(has_text=re.compile(rf"^{backfill_id}$")).first.click()
+    expect(page).to_have_url(re.compile(rf"/runs/b/{backfill_id}"))
+    status = page.get_by_text("Status", exact=True).locator("xpath=..")
+    expect(status).to_contain_text(TERMINAL_BACKFILL_STATUS, timeout=RANGE_BACKFILL_TIMEOUT_MS)
+    _shot(page, "22-range-backfill-succeeded")
+    assert "Succeeded" in status.inner_text(), status.inner_text()
+    # Partitions targeted, in progress, succeeded, failed; an unpartitioned asset has one status.
+    for key, partitions_def in targeted.items():
+        title = key.replace("/", " / ")
+        cells = page.locator("[class*=rowGrid]").filter(has_text=title).first.inner_text().split("\n")
+        assert cells[0] == title and "100% completed" in cells, cells
+        n = str(len(days))
+        assert cells[-4:] == ([n, "0", n, "0"] if partitions_def else ["-", "-", "Succeeded", "-"]), cells
+
+    with DagsterInstance.from_config(str(dagster_ui.home)) as instance:
+        runs = instance.get_runs(RunsFilter(tags={BACKFILL_TAG: backfill_id}))
+        assert all(run.is_success for run in runs), [(run.run_id, run.status) for run in runs]
+        launched = {frozenset(k.to_user_string() for k in run.asset_selection): run for run in runs}
+        assert sorted(launched, key=sorted) == sorted(map(frozenset, expected_runs.values()), key=sorted)
+        daily = launched[frozenset(expected_runs[segment_daily_partitions])]
+        assert daily.tags["dagster/asset_partition_range_start"] == days[0], daily.tags
+        assert daily.tags["dagster/asset_partition_range_end"] == days[-1], daily.tags
+        loads = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(SEGMENT_KEY.split("/")), asset_partitions=days), limit=10
+        ).records
+        assert sorted(r.partition_key for r in loads if r.run_id == daily.run_id) == days
+        whole = launched[frozenset(expected_runs[None])]
+        health = instance.fetch_materializations(AssetKey(HEALTH_KEY.split("/")), limit=10).records
+        assert [r.run_id for r in health if r.run_id in {run.run_id for run in runs}] == [whole.run_id]
+
+    expected_lines = _archive_lines(dagster_ui.stack, RANGE_DAYS)
+    assert expected_lines > 0
+    assert _rows_loaded(dagster_ui, RANGE_DAYS) == expected_lines
+
+
 # ---------------------------------------------------------------------------------------- helpers
 
 
@@ -497,12 +605,19 @@ def _sync_stripe(env: dict[str, str]) -> None:
     client.run_sync(env[stripe.connection_id_env], timeout_s=120)  # raises unless it succeeded
 
 
+def _environment_without_stack() -> dict[str, str]:
+    """This process's environment without any stack setting (ClickHouse, Airbyte, Segment, S3,
+    embedded stack) nor the alert webhook: alerts of these runs go to the sensors' log."""
+    stack_variables = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "EMBEDDED_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(stack_variables)}
+    env.pop("ALERT_WEBHOOK_URL", None)
+    return env
+
+
 def _start_devstack_dev(stack: EmbeddedStack, home: Path, port: int, log_path: Path) -> subprocess.Popen:
     """``devstack dev`` on ``stack`` (already running, so it is left to this module) in a session of
     its own: ``dagster dev`` and every process it starts share its process group."""
-    stack_variables = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "EMBEDDED_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(stack_variables)}
-    env.pop("ALERT_WEBHOOK_URL", None)  # alerts of these runs go to the sensors' log
+    env = _environment_without_stack()
     env.update(
         EMBEDDED_STACK_DIR=str(stack.directory),
         EMBEDDED_STACK_ENV_FILE=str(stack.env_file),
@@ -572,3 +687,69 @@ def _stop_process_group(process: subprocess.Popen) -> None:
 
 def _tail(path: Path, size: int = 6000) -> str:
     return path.read_text(errors="replace")[-size:] if path.exists() else ""
+
+
+def _downstream_of_segment() -> dict[str, PartitionsDefinition | None]:
+    """Key -> partitions definition (None: unpartitioned) of the Segment asset and every asset
+    downstream of it, by the definitions; each has a single-run backfill policy."""
+    graph = defs.resolve_asset_graph()
+    keys = AssetSelection.assets(AssetKey(SEGMENT_KEY.split("/"))).downstream().resolve(graph)
+    assert all(graph.get(key).backfill_policy == BackfillPolicy.single_run() for key in keys)
+    return {key.to_user_string(): graph.get(key).partitions_def for key in sorted(keys)}
+
+
+def _load_other_sources(ui: DevUI) -> None:
+    """Materialise, with Dagster's CLI on the UI's instance and in one run, what the Airbyte
+    connections' sync jobs do (each connection's sync, its loads and the unpartitioned dbt models on
+    them): the tables besides Segment's that the unpartitioned models downstream of Segment read.
+    A model reading a daily model not built yet waits (``build_args``)."""
+    jobs = functools.reduce(operator.or_, (job.selection for job in connection_jobs.values()))
+    selection = ",".join(sorted(key.to_user_string() for key in jobs.resolve(defs.resolve_asset_graph())))
+    env = {**_environment_without_stack(), **ui.settings(), "DAGSTER_HOME": str(ui.home)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "analytics_orchestration.definitions",
+            "--select",
+            selection,
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SOURCES_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+
+def _archive_lines(stack: EmbeddedStack, days: list[date]) -> int:
+    """Non-empty lines of the sample archive's files of ``days``, counted from the files this module wrote."""
+    return sum(
+        sum(1 for line in gzip.decompress(path.read_bytes()).split(b"\n") if line)
+        for day in days
+        for path in (stack.sample_archive_dir / received_day_folder(day)).glob("*.gz")
+    )
+
+
+def _rows_loaded(ui: DevUI, days: list[date]) -> int:
+    """Rows of ``raw_segment.archive_lines`` for received ``days``, counted in ClickHouse."""
+    settings = ui.settings()
+    client = clickhouse_connect.get_client(
+        host=settings["CLICKHOUSE_HOST"],
+        port=int(settings["CLICKHOUSE_PORT"]),
+        username=settings["CLICKHOUSE_USER"],
+        password=settings["CLICKHOUSE_PASSWORD"],
+    )
+    try:
+        return client.query(
+            "SELECT count() FROM raw_segment.archive_lines WHERE received_date IN {days:Array(Date)}",
+            parameters={"days": days},
+        ).result_rows[0][0]
+    finally:
+        client.close()
