@@ -29,10 +29,16 @@ Protocol facts follow the ClickHouse HTTP interface documentation
   one is refused with SESSION_IS_LOCKED. ``query_id`` names a query; a second query with the id of a
   running one is refused with QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING.
 * Request bodies may be compressed with ``Content-Encoding`` gzip, deflate, zstd, lz4 (LZ4 frame) and,
-  when the ``brotli`` module is importable, br. They are decoded incrementally; a truncated or corrupt
-  body is an error (nothing is inserted), and a body that decompresses to more than
+  when a ``brotli`` module that can bound its output (>= 1.2) is importable, br. They are decoded
+  incrementally, at most 1 MiB per step, and a body that decompresses to more than
   ``--max-decompressed-body-bytes`` (default 256 MiB, at most ``--max-memory-usage``) is refused
-  (TOO_MANY_BYTES).
+  (TOO_MANY_BYTES) before the step that would pass the bound allocates its output. A compressed
+  insert body is received and decoded whole before the insert starts (its compressed bytes kept in a
+  temporary file in the data directory, in memory up to 1 MiB) and then decoded again into the
+  insert: a truncated, corrupt or too large one fails with the decoder's error and inserts no row,
+  however slowly it arrives. ClickHouse instead writes each block as it is formed and keeps those
+  written before the error. An uncompressed body goes into the engine as it arrives, as in
+  ClickHouse: if it breaks off or holds a row the format cannot parse, blocks already written stay.
 * Results are buffered up to ``buffer_size`` bytes (default 1 MiB, as ClickHouse's HTTP buffer; at most
   ``--max-memory-usage``); larger results of row-streamable formats (TabSeparated, CSV, Native,
   JSONEachRow, RowBinary, ...) are then streamed to the socket chunk by chunk. With
@@ -74,6 +80,7 @@ import argparse
 import base64
 import binascii
 import hmac
+import itertools
 import json
 import logging
 import re
@@ -117,6 +124,9 @@ MAX_SESSION_TIMEOUT_S = 3600  # ClickHouse's max_session_timeout default
 SESSION_SWEEP_INTERVAL_S = 5.0
 INSERT_CHUNK_BYTES = 1 << 20  # body bytes buffered before each hand-off to the engine
 DECODE_PIECE_BYTES = 1 << 20  # at most this many decompressed bytes per decompressor call
+# A compressed request body is kept in memory up to this size, beyond it in a temporary file (bytes).
+SPOOL_MEMORY_BYTES = 1 << 20
+SPOOL_READ_BYTES = 256 << 10  # compressed bytes read from it per step when it is decoded again
 DEFAULT_BUFFER_SIZE = 1 << 20  # ClickHouse's HTTP response buffer (DBMS_DEFAULT_BUFFER_SIZE)
 DEFAULT_MAX_QUERY_SIZE = 262144  # ClickHouse's max_query_size default
 DEFAULT_MAX_DECOMPRESSED_BODY_BYTES = 256 << 20
@@ -522,7 +532,7 @@ def _multiple_methods(first: str, second: str) -> None:
 
 
 class Decompressor(Protocol):
-    """What decoded_body needs of a decompressor (the zstd and lz4 ones have it natively)."""
+    """What BodyDecoder needs of a decompressor (the zstd and lz4 ones have it natively)."""
 
     eof: bool
     unused_data: bytes
@@ -557,6 +567,9 @@ class _ZlibDecompressor:
 
 
 class _BrotliDecompressor:
+    """brotli's Decompressor (brotli >= 1.2, whose ``process`` takes an output limit) behind the
+    needs_input/max_length interface of the zstd and lz4 ones."""
+
     def __init__(self) -> None:
         import brotli
 
@@ -569,13 +582,21 @@ class _BrotliDecompressor:
         return self._inner.is_finished()
 
     def decompress(self, data: bytes, max_length: int = -1) -> bytes:
-        return self._inner.process(data)
+        if max_length > 0:
+            out = self._inner.process(data, output_buffer_limit=max_length)
+        else:
+            out = self._inner.process(data)
+        self.needs_input = self._inner.can_accept_more_data()
+        return out
 
 
 def _brotli_available() -> bool:
+    """Whether a brotli module that can bound its output (brotli >= 1.2) is importable."""
     try:
-        import brotli  # noqa: F401
-    except ImportError:
+        import brotli
+
+        brotli.Decompressor().process(b"", output_buffer_limit=1)
+    except (ImportError, TypeError):
         return False
     return True
 
@@ -594,63 +615,169 @@ DECODE_ERRORS: dict[str, tuple[int, str]] = {
     "lz4": (LZ4_DECODER_FAILED, "LZ4 decompression failed"),
     "br": (BROTLI_READ_FAILED, "brotli decode error"),
 }
+# What the decompressors raise on corrupt data.
+DECODE_EXCEPTIONS: tuple[type[Exception], ...] = (
+    zlib.error,
+    RuntimeError,
+    zstd.ZstdError,
+    OSError,
+    ValueError,
+)
 if _brotli_available():
+    import brotli
+
     DECOMPRESSORS["br"] = _BrotliDecompressor
+    DECODE_EXCEPTIONS += (brotli.error,)
+
+
+def body_encoding(request: Request) -> str | None:
+    """The request's ``Content-Encoding`` (lower case; None for none or identity).
+
+    Raises ClickHouseError NOT_IMPLEMENTED for an encoding the endpoint cannot decode."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding not in DECOMPRESSORS:
+        raise ClickHouseError(
+            NOT_IMPLEMENTED, f"Unknown HTTP Content-Encoding '{encoding}'. (NOT_IMPLEMENTED)"
+        )
+    return encoding
+
+
+class BodyDecoder:
+    """Decodes one compressed body incrementally, never producing more than ``limit`` + 1 bytes.
+
+    Concatenated members/frames are read one after the other. Each decompressor call may produce at
+    most min(DECODE_PIECE_BYTES, what is left of ``limit`` + 1) bytes, so the bound holds before any
+    output is allocated, however far the data expands (a compression bomb). brotli's bound is its
+    output buffer's: a call may return up to about twice what it was allowed (measured with brotli 1.2:
+    2 MiB for 1 MiB, 32 KiB for 1 byte), which the next check refuses.
+    """
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self._encoding = encoding
+        self._limit = limit
+        self._decompressor: Decompressor | None = None
+        self._produced = 0  # decoded bytes so far
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        """The decoded pieces (each at most DECODE_PIECE_BYTES bytes) of the next compressed ``data``.
+
+        Raises ClickHouseError: TOO_MANY_BYTES once more than ``limit`` bytes are decoded, or the
+        encoding's decoder error (ZLIB_INFLATE_FAILED, ZSTD_DECODER_FAILED, ...) for corrupt data.
+        """
+        pending = data
+        try:
+            while True:
+                decompressor = self._decompressor
+                if decompressor is None or decompressor.eof:
+                    if not pending:
+                        return
+                    decompressor = self._decompressor = DECOMPRESSORS[self._encoding]()  # next member
+                elif not pending and decompressor.needs_input:
+                    return
+                room = min(DECODE_PIECE_BYTES, self._limit - self._produced + 1)
+                piece = decompressor.decompress(pending, room)
+                pending = decompressor.unused_data if decompressor.eof else b""
+                if piece:
+                    self._produced += len(piece)
+                    if self._produced > self._limit:
+                        raise ClickHouseError(
+                            TOO_MANY_BYTES,
+                            f"Limit for decompressed request body exceeded, max bytes: {self._limit}. "
+                            "(TOO_MANY_BYTES)",
+                        )
+                    yield piece
+        except DECODE_EXCEPTIONS as exc:
+            raise self._error(str(exc)) from exc
+
+    def end(self) -> None:
+        """Check that the body did not end inside a member/frame (else the decoder error)."""
+        if self._decompressor is not None and not self._decompressor.eof:
+            raise self._error("unexpected end of compressed data")
+
+    def _error(self, reason: str) -> ClickHouseError:
+        code, prefix = DECODE_ERRORS[self._encoding]
+        return ClickHouseError(code, f"{prefix}: {reason}. ({_error_name(code)})")
+
+
+class RequestBody:
+    """A request's body, decoded per its ``Content-Encoding`` (chunked bodies included).
+
+    ``chunks`` yields the decoded body as it arrives; a compressed body decodes to at most ``limit``
+    bytes (else TOO_MANY_BYTES) and its compressed bytes are also kept in a temporary file in
+    ``spool_dir`` (in memory up to SPOOL_MEMORY_BYTES), so that an insert can be given its data only
+    once the whole body has been received and decoded without error (``read_to_end``, ``replay``).
+    ``close`` removes the file.
+    """
+
+    def __init__(self, request: Request, limit: int, spool_dir: Path) -> None:
+        self.encoding = body_encoding(request)
+        self._request = request
+        self._limit = limit
+        self._spool_dir = spool_dir
+        self._spool: Any = None
+        self.decoded_bytes = 0  # what ``chunks`` has yielded so far
+        self.chunks = self._decoded()
+
+    @property
+    def compressed(self) -> bool:
+        return self.encoding is not None
+
+    async def _decoded(self) -> AsyncIterator[bytes]:
+        if self.encoding is None:
+            async for chunk in self._request.stream():
+                if chunk:
+                    self.decoded_bytes += len(chunk)
+                    yield chunk
+            return
+        decoder = BodyDecoder(self.encoding, self._limit)
+        # closed by close()
+        self._spool = tempfile.SpooledTemporaryFile(SPOOL_MEMORY_BYTES, dir=self._spool_dir)  # noqa: SIM115
+        async for chunk in self._request.stream():
+            await anyio.to_thread.run_sync(self._spool.write, chunk)
+            for piece in decoder.decode(chunk):
+                self.decoded_bytes += len(piece)
+                yield piece
+        decoder.end()
+
+    async def read_to_end(self) -> int:
+        """Receive and decode the rest of a compressed body, discarding what it decodes to; the number
+        of decoded bytes ``chunks`` had yielded before.
+
+        Raises the errors of BodyDecoder (truncated or corrupt body, TOO_MANY_BYTES) and
+        ClientDisconnect."""
+        consumed = self.decoded_bytes
+        async for _ in self.chunks:
+            pass
+        return consumed
+
+    def replay(self, skip: int) -> Iterator[bytes]:
+        """The decoded body after its first ``skip`` bytes, decoded again from the temporary file
+        (blocking reads: for a worker thread), in pieces of at most DECODE_PIECE_BYTES.
+
+        Only after ``read_to_end``: the body is known to decode without error within the limit."""
+        assert self.encoding is not None and self._spool is not None
+        decoder = BodyDecoder(self.encoding, self._limit)
+        self._spool.seek(0)
+        while data := self._spool.read(SPOOL_READ_BYTES):
+            for piece in decoder.decode(data):
+                if skip >= len(piece):
+                    skip -= len(piece)
+                    continue
+                yield piece[skip:] if skip else piece
+                skip = 0
+
+    def close(self) -> None:
+        """Remove the temporary file of a compressed body."""
+        if self._spool is not None:
+            self._spool.close()
 
 
 async def _no_chunks() -> AsyncIterator[bytes]:
     """The body of a request whose body was a form, already read."""
     return
     yield  # an async generator that yields nothing
-
-
-async def decoded_body(request: Request, max_decompressed: int | None = None) -> AsyncIterator[bytes]:
-    """The request body as decompressed chunks, per its ``Content-Encoding`` (chunked bodies included).
-
-    Decoding is incremental (at most DECODE_PIECE_BYTES per step); concatenated members/frames are
-    read one after the other, a body that ends inside one is an error, and more than
-    ``max_decompressed`` decoded bytes are refused with TOO_MANY_BYTES.
-    """
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding in ("", "identity"):
-        async for chunk in request.stream():
-            if chunk:
-                yield chunk
-        return
-    if encoding not in DECOMPRESSORS:
-        raise ClickHouseError(
-            NOT_IMPLEMENTED, f"Unknown HTTP Content-Encoding '{encoding}'. (NOT_IMPLEMENTED)"
-        )
-    code, prefix = DECODE_ERRORS[encoding]
-    decompressor: Decompressor | None = None
-    produced = 0
-    try:
-        async for chunk in request.stream():
-            pending = chunk
-            while True:
-                if decompressor is None or decompressor.eof:
-                    if not pending:
-                        break
-                    decompressor = DECOMPRESSORS[encoding]()  # the next member/frame
-                elif not pending and decompressor.needs_input:
-                    break
-                piece = decompressor.decompress(pending, DECODE_PIECE_BYTES)
-                pending = decompressor.unused_data if decompressor.eof else b""
-                if piece:
-                    produced += len(piece)
-                    if max_decompressed is not None and produced > max_decompressed:
-                        raise ClickHouseError(
-                            TOO_MANY_BYTES,
-                            f"Limit for decompressed request body exceeded, max bytes: {max_decompressed}. "
-                            "(TOO_MANY_BYTES)",
-                        )
-                    yield piece
-        if decompressor is not None and not decompressor.eof:
-            raise ClickHouseError(code, f"{prefix}: unexpected end of compressed data. ({_error_name(code)})")
-    except ClickHouseError:
-        raise
-    except (zlib.error, RuntimeError, zstd.ZstdError, OSError, ValueError) as exc:
-        raise ClickHouseError(code, f"{prefix}: {exc}. ({_error_name(code)})") from exc
 
 
 def _error_name(code: int) -> str:
@@ -1500,9 +1627,38 @@ class Endpoint:
     async def _run(
         self, request: Request, receive: Receive, query: QueryRequest, query_id: str, output: Output
     ) -> Finish:
-        chunks = _no_chunks() if query.from_form else decoded_body(request, self.max_decompressed_body_bytes)
+        if query.from_form:
+            return await self._run_body(receive, query, query_id, output, None)
+        body = RequestBody(request, self.max_decompressed_body_bytes, self.engine.data_dir)
+        try:
+            return await self._run_body(receive, query, query_id, output, body)
+        finally:
+            body.close()
+
+    async def _run_body(
+        self, receive: Receive, query: QueryRequest, query_id: str, output: Output, body: RequestBody | None
+    ) -> Finish:
+        """Run the request's statement with ``body`` (None: a form's, already read) as its text or data.
+
+        An uncompressed insert body goes into the engine as it arrives. A compressed one is first
+        received and decoded whole (RequestBody.read_to_end): a truncated, corrupt or too large body
+        fails before the insert starts, so it inserts nothing; then it is decoded again into the
+        insert.
+        """
+        chunks = _no_chunks() if body is None else body.chunks
         url_insert = URL_INSERT_RE.match(query.url_query)
-        if url_insert:
+        if url_insert and body is not None and body.compressed:
+            await body.read_to_end()
+            if body.decoded_bytes:
+                outcome = await run_in_threadpool(
+                    self.engine.execute_insert,
+                    query,
+                    url_insert.group(1),
+                    url_insert.group(2),
+                    body.replay(0),
+                )
+                return self._finish_whole(output, query_id, outcome, b"")
+        elif url_insert:
             first = await anext(chunks, b"")
             if first:
                 outcome = await self._stream_insert(
@@ -1520,6 +1676,11 @@ class Endpoint:
             if rest is None:
                 outcome = await run_in_threadpool(
                     self.engine.execute_insert, query, insert, fmt, iter([data])
+                )
+            elif body is not None and body.compressed:
+                skip = await body.read_to_end()
+                outcome = await run_in_threadpool(
+                    self.engine.execute_insert, query, insert, fmt, itertools.chain([data], body.replay(skip))
                 )
             else:
                 outcome = await self._stream_insert(query, insert, fmt, data, rest)
@@ -1697,8 +1858,9 @@ class Endpoint:
     ) -> Outcome:
         """Feed the body into the engine from a worker thread while the event loop keeps reading it.
 
-        Chunks travel through a small queue in pieces of about INSERT_CHUNK_BYTES. If reading the body
-        fails (bad compression, client gone) the worker raises that error and the insert is cancelled.
+        For uncompressed bodies. Chunks travel through a small queue in pieces of about
+        INSERT_CHUNK_BYTES. If reading the body fails (client gone) the worker raises that error and
+        the insert is cancelled; blocks the engine has already written stay, as in ClickHouse.
         """
         send, receive = anyio.create_memory_object_stream[bytes](4)
         body_error: list[Exception] = []

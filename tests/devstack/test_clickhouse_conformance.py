@@ -13,6 +13,8 @@ answers; the expected codes, statuses and messages come from ClickHouse's source
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import gzip
 import http.client
 import json
@@ -396,7 +398,58 @@ def _csv_rows(count: int) -> bytes:
     return b"".join(b"%d,name-%d\n" % (i, i) for i in range(count))
 
 
-@pytest.mark.parametrize(
+@functools.cache
+def _million_rows() -> bytes:
+    """1,000,000 CSV rows ``id,name-id`` (about 16 MiB)."""
+    return _csv_rows(1_000_000)
+
+
+# Blocks of 10,000 rows, so that a body of 1,000,000 rows spans 100 blocks: ClickHouse (and the
+# engine) write each block as it is formed, which a compressed body must not reach before it has
+# been received and decoded whole. With these settings the endpoint before that check committed
+# 190,000 rows of a truncated body sent at once and 840,000 of one trickled.
+SMALL_BLOCK = {"max_insert_block_size": "10000", "min_insert_block_size_rows": "10000"}
+TRICKLE_PIECES = 20
+
+
+def upload(
+    endpoint: Endpoint,
+    params: Mapping[str, str],
+    body: bytes,
+    headers: Mapping[str, str],
+    seconds: float,
+) -> Answer:
+    """POST ``body``: at once with a Content-Length when ``seconds`` is 0, else chunked in
+    TRICKLE_PIECES pieces spread over ``seconds`` seconds.
+
+    The endpoint may answer (and close) before the whole body is sent: the answer is read all the same.
+    """
+    connection = http.client.HTTPConnection(HOST, endpoint.port, timeout=60)
+    step = -(-len(body) // TRICKLE_PIECES)
+
+    def trickle() -> Iterator[bytes]:
+        for start in range(0, len(body), step):
+            yield body[start : start + step]
+            time.sleep(seconds / TRICKLE_PIECES)
+
+    try:
+        # the endpoint may refuse the body part way; its answer is there all the same
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            connection.request(
+                "POST",
+                f"/?{urllib.parse.urlencode(params)}",
+                body=trickle() if seconds else body,
+                headers={**basic(endpoint), **headers},
+                encode_chunked=bool(seconds),
+            )
+        response = connection.getresponse()
+        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+    finally:
+        connection.close()
+
+
+PACES = pytest.mark.parametrize("seconds", [0, 2], ids=["at_once", "trickled"])
+ENCODINGS = pytest.mark.parametrize(
     ("encoding", "compress", "code", "name"),
     [
         ("gzip", gzip.compress, 354, "ZLIB_INFLATE_FAILED"),
@@ -405,27 +458,52 @@ def _csv_rows(count: int) -> bytes:
         ("lz4", lz4.frame.compress, 618, "LZ4_DECODER_FAILED"),
     ],
 )
+
+
+@ENCODINGS
+@PACES
 def test_truncated_or_corrupt_compressed_insert_inserts_nothing(
-    endpoint: Endpoint, encoding: str, compress: object, code: int, name: str
+    endpoint: Endpoint, encoding: str, compress: object, code: int, name: str, seconds: float
 ) -> None:
-    table = f"cut_{encoding}"
+    """1,000,000 rows in blocks of 10,000: a body cut at 90% or with 64 zero bytes at 80% fails with the
+    encoding's decoder error and leaves no row, at once or trickled over 2 s (the endpoint decodes the
+    whole body before the insert starts); the whole body inserts all rows."""
+    table = f"cut_{encoding}_{int(seconds)}"
     make_table(endpoint, table)
-    packed = compress(_csv_rows(50_000))  # type: ignore[operator]
-    headers = {**basic(endpoint), "Content-Encoding": encoding}
-    insert = {"query": f"INSERT INTO {table} FORMAT CSV"}
-    answer = call(endpoint, insert, packed[: len(packed) // 2], headers=headers)
+    packed = compress(_million_rows())  # type: ignore[operator]
+    headers = {"Content-Encoding": encoding}
+    insert = {"query": f"INSERT INTO {table} FORMAT CSV", **SMALL_BLOCK}
+    answer = upload(endpoint, insert, packed[: len(packed) * 9 // 10], headers, seconds)
     assert_error(answer, 500, code, name)
+    assert scalar(endpoint, f"SELECT count() FROM {table}") == "0"
     corrupt = bytearray(packed)
-    corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 64] = bytes(64)
-    answer = call(endpoint, insert, bytes(corrupt), headers=headers)
-    assert answer.status == 500 and answer.code == str(code), answer.text
-    # the query text itself in a truncated body
-    answer = call(endpoint, {}, compress(b"SELECT 1")[:-4], headers=headers)  # type: ignore[operator]
+    corrupt[len(corrupt) * 8 // 10 : len(corrupt) * 8 // 10 + 64] = bytes(64)
+    answer = upload(endpoint, insert, bytes(corrupt), headers, seconds)
     assert answer.status == 500 and answer.code == str(code), answer.text
     assert scalar(endpoint, f"SELECT count() FROM {table}") == "0"
+    # the query text itself in a truncated body
+    answer = call(endpoint, {}, compress(b"SELECT 1")[:-4], headers={**basic(endpoint), **headers})  # type: ignore[operator]
+    assert answer.status == 500 and answer.code == str(code), answer.text
     # the whole body inserts everything
-    assert call(endpoint, insert, packed, headers=headers).status == 200
-    assert scalar(endpoint, f"SELECT count() FROM {table}") == "50000"
+    assert upload(endpoint, insert, packed, headers, seconds).status == 200
+    assert scalar(endpoint, f"SELECT count(), sum(id) FROM {table}") == f"1000000\t{sum(range(1_000_000))}"
+
+
+@PACES
+def test_inline_insert_in_a_compressed_body_is_checked_whole(endpoint: Endpoint, seconds: float) -> None:
+    """A compressed body holding ``INSERT ... FORMAT CSV`` and then 1,000,000 rows (read as query text
+    up to max_query_size, then as the insert's data): cut short it inserts nothing; whole, every row
+    once."""
+    table = f"inline_gz_{int(seconds)}"
+    make_table(endpoint, table)
+    body = gzip.compress(f"INSERT INTO {table} FORMAT CSV\n".encode() + _million_rows())
+    headers = {"Content-Encoding": "gzip"}
+    answer = upload(endpoint, SMALL_BLOCK, body[:-100], headers, seconds)
+    assert_error(answer, 500, 354, "ZLIB_INFLATE_FAILED")
+    assert scalar(endpoint, f"SELECT count() FROM {table}") == "0"
+    assert upload(endpoint, SMALL_BLOCK, body, headers, seconds).status == 200
+    expected = f"1000000\t1000000\t{sum(range(1_000_000))}"
+    assert scalar(endpoint, f"SELECT count(), uniqExact(id), sum(id) FROM {table}") == expected
 
 
 def test_concatenated_gzip_members(endpoint: Endpoint) -> None:
@@ -440,23 +518,34 @@ def test_concatenated_gzip_members(endpoint: Endpoint) -> None:
 # 7. bounded memory: streamed results, incremental decoding, bombs --------------------------------
 
 
+@functools.cache
 def _gzip_bomb(total: int, line: bytes) -> bytes:
+    """``line`` repeated to ``total`` bytes (a whole number of MiB), gzip-compressed at level 9."""
     packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     block = line * (MIB // len(line))
     parts = [packer.compress(block) for _ in range(total // len(block))]
     return b"".join([*parts, packer.flush()])
 
 
-def test_compression_bomb_is_refused_with_bounded_memory(endpoint: Endpoint) -> None:
-    bomb = _gzip_bomb(300 * MIB, b"1,a\n")
-    assert len(bomb) < 1 * MIB
-    make_table(endpoint, "bomb_sink", engine="Null")
-    headers = {**basic(endpoint), "Content-Encoding": "gzip"}
+@PACES
+def test_compression_bomb_is_refused_with_bounded_memory(endpoint: Endpoint, seconds: float) -> None:
+    """A gzip bomb of 128 MiB of CSV rows (about 130 KB sent) is refused with TOO_MANY_BYTES at
+    BOMB_LIMIT (32 MiB) decoded bytes and commits no row, at once or trickled over 2 s (the endpoint
+    before the check committed 2,096,898 rows); the endpoint grows by less than 150 MiB."""
+    bomb = _gzip_bomb(4 * BOMB_LIMIT, b"1,a\n")
+    assert len(bomb) < MIB // 4
+    table = f"bomb_sink_{int(seconds)}"
+    make_table(endpoint, table)
+    headers = {"Content-Encoding": "gzip"}
     before = vm_kib(endpoint.process.pid, "VmRSS")
-    answer = call(endpoint, {"query": "INSERT INTO bomb_sink FORMAT CSV"}, bomb, headers=headers)
+    answer = upload(endpoint, {"query": f"INSERT INTO {table} FORMAT CSV"}, bomb, headers, seconds)
     assert_error(answer, 500, 307, "TOO_MANY_BYTES")
+    assert f"max bytes: {BOMB_LIMIT}" in answer.text
+    assert scalar(endpoint, f"SELECT count() FROM {table}") == "0"
     # as query text, the body is refused once it exceeds max_query_size
-    answer = call(endpoint, {}, _gzip_bomb(300 * MIB, b"          "), headers=headers)
+    answer = call(
+        endpoint, {}, _gzip_bomb(4 * BOMB_LIMIT, b"          "), headers={**basic(endpoint), **headers}
+    )
     assert_error(answer, 400, 62, "SYNTAX_ERROR")
     assert "Max query size exceeded" in answer.text
     grown_mib = (vm_kib(endpoint.process.pid, "VmHWM") - before) / 1024

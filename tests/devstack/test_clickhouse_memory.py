@@ -19,6 +19,7 @@ import json
 import secrets
 import threading
 import urllib.parse
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -227,6 +228,34 @@ def test_decompressed_body_cap_is_at_most_the_limit(endpoint: Endpoint) -> None:
     body = response.read().decode()
     assert response.status == 500 and response.getheader("X-ClickHouse-Exception-Code") == "307", body
     assert f"max bytes: {LIMIT}" in body
+
+
+# What a refused compression bomb may add to the endpoint's resident memory (MiB): the decoder's
+# pieces (1 MiB), the compressed body kept while it is checked (1 MiB) and allocator noise.
+BOMB_GROWTH_BOUND_MIB = 64
+
+
+def test_zeros_bomb_is_refused_before_the_engine_sees_it(endpoint: Endpoint) -> None:
+    """About 320 KB of gzip decoding to 320 MiB of zero bytes (one TabSeparated line longer than the
+    300 MiB cap) is refused with TOO_MANY_BYTES and inserts nothing, and the endpoint's resident memory
+    grows by less than BOMB_GROWTH_BOUND_MIB (the endpoint that fed the engine as it decoded grew from
+    330 to 1,323 MiB on it: the engine held the growing line)."""
+    assert (
+        answer(endpoint, b"CREATE TABLE zeros (line String) ENGINE = MergeTree ORDER BY tuple()").status
+        == 200
+    )
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = b"".join([*(packer.compress(bytes(MIB)) for _ in range(LIMIT // MIB + 20)), packer.flush()])
+    assert len(bomb) < 400_000
+    with peak_rss(endpoint.process.pid) as peak:
+        response = request(
+            endpoint, bomb, {"query": "INSERT INTO zeros FORMAT TSV"}, {"Content-Encoding": "gzip"}
+        )
+        body = response.read().decode()
+    assert response.status == 500 and response.getheader("X-ClickHouse-Exception-Code") == "307", body
+    assert answer(endpoint, b"SELECT count() FROM zeros").body == b"0\n"
+    grown = peak.mib - peak.start
+    assert grown < BOMB_GROWTH_BOUND_MIB, f"the endpoint grew from {peak.start:.0f} to {peak.mib:.0f} MiB"
 
 
 def test_query_text_beyond_the_limit_fails_with_memory_limit_exceeded(endpoint: Endpoint) -> None:
