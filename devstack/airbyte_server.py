@@ -51,10 +51,10 @@ token is 401, an unknown connection or job 404, a bad request 400, all as Airbyt
 ``{"type", "title", "status", "detail"}`` (but see the config API above). Jobs live in memory only.
 
 The connections, their streams, sync modes, cursors and columns are those of the YAML files in
-``ingestion_configs/`` (``--configs-dir``, :mod:`analytics_orchestration.lib.ingestion_config`); the server
-keeps no list of its own. A sync job reads each stream, in the YAML's order, from
-``<source_dir>/<connection name>/<stream>.jsonl`` and writes it as Airbyte's S3 destination does with
-Parquet output (columns and types: :mod:`devstack.airbyte_parquet`), keys
+``analytics_orchestration/ingestion_configs/`` (``--configs-dir``,
+:mod:`analytics_orchestration.lib.ingestion_config`); the server keeps no list of its own. A sync job reads
+each stream, in the YAML's order, from ``<source_dir>/<connection name>/<stream>.jsonl`` and writes it as
+Airbyte's S3 destination does with Parquet output (columns and types: :mod:`devstack.airbyte_parquet`), keys
 ``<bucket_path>/<namespace>/<stream>/<YYYY_MM_DD>_<epoch ms>_<part>.parquet`` (date and epoch of the
 attempt's start, UTC; parts 0, 1, ... of at most ``rows_per_file`` rows, default 100,000). A stream
 with no records to emit writes no file.
@@ -83,7 +83,8 @@ Parts: :mod:`devstack.airbyte_parquet` (source records, Parquet columns), :mod:`
 (jobs, attempts and their JSON), :mod:`devstack.airbyte_faults` (fault injection).
 
 Run it with ``python -m devstack.airbyte_server --host 127.0.0.1 --port 18006 --source-dir DIR
-[--configs-dir ingestion_configs] [--state-file FILE]``; see :func:`main` for the environment.
+[--configs-dir analytics_orchestration/ingestion_configs] [--state-file FILE]``; see :func:`main` for the
+environment.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Commands:
     stack start|stop|status   the embedded ClickHouse, S3 and Airbyte services
-    prepare                   parse the dbt project (writes dbt_project/target/manifest.json)
+    prepare                   parse the dbt project (writes its target/manifest.json in
+                              analytics_orchestration/dbt_project/)
     sample                    generate sample input and upload its Segment archive to S3
     upload-archive FOLDER     copy a local folder of Segment archive files into S3
     demo                      stack + sample (or an existing archive) + main job, then a summary

@@ -1,4 +1,5 @@
-"""The dbt project, as dagster-dbt sees it."""
+"""The dbt project, as dagster-dbt sees it: ``analytics_orchestration/dbt_project/``, package data of
+the wheel (lib/settings.py), with its own ``profiles.yml``."""
 
 from __future__ import annotations
 
@@ -27,7 +28,24 @@ def _put_dbt_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+class DbtProjectFolderError(FileNotFoundError):
+    """The dbt project folder is missing or holds no ``dbt_project.yml``."""
+
+
+def load_dbt_project(project_dir: Path = DBT_PROJECT_DIR) -> DbtProject:
+    """The dbt project in ``project_dir``, read with the ``profiles.yml`` beside its ``dbt_project.yml``.
+
+    Raises:
+        DbtProjectFolderError: ``project_dir`` is missing or holds no ``dbt_project.yml`` (as in a
+            package installed without its package data), naming it.
+    """
+    if not (project_dir / "dbt_project.yml").is_file():
+        state = "holds no dbt_project.yml" if project_dir.is_dir() else "is not a directory"
+        raise DbtProjectFolderError(f"dbt project folder {project_dir} {state}")
+    return DbtProject(project_dir=project_dir, profiles_dir=project_dir)
+
+
+dbt_project = load_dbt_project()
 # Under `dagster dev` and `dg` the manifest is re-parsed at load; elsewhere `devstack prepare`
 # (run by every setup script) writes target/manifest.json first.
 _put_dbt_on_path()

@@ -1,4 +1,4 @@
-"""Airbyte connection declarations read from ``ingestion_configs/*.yaml``.
+"""Airbyte connection declarations read from ``analytics_orchestration/ingestion_configs/*.yaml``.
 
 One YAML file declares one Airbyte connection: its source, the environment variable that holds its
 connection id, its cadence, where Airbyte's S3 destination writes its Parquet files, the ClickHouse
@@ -27,8 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from analytics_orchestration.lib.cadences import Cadence
 from analytics_orchestration.lib.identifiers import validate_identifier
+from analytics_orchestration.lib.settings import PACKAGE_DIR
 
-INGESTION_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "ingestion_configs"
+# Package data, shipped in the wheel (see lib/settings.py).
+INGESTION_CONFIGS_DIR = PACKAGE_DIR / "ingestion_configs"
 
 AirbyteType = Literal[
     "string", "integer", "number", "boolean", "date", "timestamp_with_timezone", "object", "array"
@@ -154,7 +156,7 @@ class DestinationConfig(BaseModel):
 
 
 class ConnectionConfig(BaseModel):
-    """One Airbyte connection, as declared in ``ingestion_configs/<name>.yaml``."""
+    """One Airbyte connection, as declared in ``analytics_orchestration/ingestion_configs/<name>.yaml``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -188,7 +190,8 @@ class ConnectionConfig(BaseModel):
 
 
 class ConnectionConfigError(ValueError):
-    """An ``ingestion_configs`` file that does not declare a valid connection."""
+    """An ``ingestion_configs`` folder with no connection file, or a file in it that does not declare a
+    valid connection."""
 
 
 def _describe(err: ValidationError) -> str:
@@ -219,10 +222,16 @@ def load_connection_configs(directory: Path = INGESTION_CONFIGS_DIR) -> list[Con
     """Parse every ``*.yaml`` file in ``directory``, sorted by file name.
 
     Raises:
-        ConnectionConfigError: a file is invalid (see :func:`load_connection_config`), or two files
-            declare the same connection name or ClickHouse database.
+        ConnectionConfigError: ``directory`` is missing or holds no ``*.yaml`` file (as in a package
+            installed without its package data), naming it; a file is invalid (see
+            :func:`load_connection_config`); or two files declare the same connection name or
+            ClickHouse database.
     """
-    configs = [load_connection_config(path) for path in sorted(directory.glob("*.yaml"))]
+    paths = sorted(directory.glob("*.yaml"))
+    if not paths:
+        state = "holds no *.yaml file" if directory.is_dir() else "is not a directory"
+        raise ConnectionConfigError(f"Airbyte connection configs folder {directory} {state}")
+    configs = [load_connection_config(path) for path in paths]
     for attribute in ("name", "clickhouse_database"):
         values = [getattr(c, attribute) for c in configs]
         duplicated = sorted({v for v in values if values.count(v) > 1})

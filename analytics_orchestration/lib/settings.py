@@ -10,10 +10,14 @@ working directory (python-dotenv): the pipeline never knows where the stack keep
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+# The package's folder on disk. Its data folders (the dbt project, the Airbyte connection YAMLs) ship
+# in the wheel beside its modules (pyproject.toml's [tool.setuptools.package-data]), so they are
+# found the same way in a checkout, an editable install and an installed wheel.
+PACKAGE_DIR = Path(str(files("analytics_orchestration")))
+DBT_PROJECT_DIR = PACKAGE_DIR / "dbt_project"
 
 # Variable name -> what it holds. Every one must be set.
 SETTINGS_VARIABLES: dict[str, str] = {

@@ -5,9 +5,9 @@ Same arguments and seed give byte-identical files. Output under ``out_dir``:
 * ``segment-logs/<source_id>/<received-day>/<epoch-ms-of-hour>.<hex>.gz``: Segment's Amazon S3
   destination archive (see :mod:`.segment`), ``<received-day>`` the UTC midnight in unix ms;
 * ``airbyte-sources/<connection name>/<stream>.jsonl``: per Airbyte connection in
-  ``ingestion_configs/`` (or those passed in), the records of each stream it declares, in the file the
-  embedded Airbyte server syncs it from (:func:`devstack.airbyte_server.source_file`), each record
-  with exactly the stream's declared columns. A connection's ``source_type`` picks the module
+  ``analytics_orchestration/ingestion_configs/`` (or those passed in), the records of each stream it declares,
+  in the file the embedded Airbyte server syncs it from (:func:`devstack.airbyte_server.source_file`), each
+  record with exactly the stream's declared columns. A connection's ``source_type`` picks the module
   generating its streams (:data:`SAMPLE_SOURCES`: ``stripe`` :mod:`.stripe`, ``salesforce``
   :mod:`.salesforce`, ``zendesk_support`` :mod:`.zendesk_support`); a source type or stream without a
   generator fails before anything is written. All of them describe the same simulated company
@@ -131,9 +131,9 @@ def generate_sample(
     its streams' source records as of the end of the last day (UTC) into ``out_dir``; return what was
     written.
 
-    ``connections`` defaults to the YAML files in ``ingestion_configs/``. A source type or stream
-    without a generator raises ``ValueError`` (see :func:`airbyte_source_files`) before any file
-    is written.
+    ``connections`` defaults to the YAML files in ``analytics_orchestration/ingestion_configs/``. A source
+    type or stream without a generator raises ``ValueError`` (see :func:`airbyte_source_files`) before any
+    file is written.
 
     ``events_per_day`` is the approximate number of archive lines on a weekday (weekends have about
     35% of that); the user base is derived from it (about 20 calls per active user-day). Time and

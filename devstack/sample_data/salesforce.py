@@ -1,8 +1,8 @@
 """Salesforce CRM records of the simulated company, as the source data a local Airbyte Salesforce source
 syncs.
 
-The streams written are those of the Salesforce connection in ``ingestion_configs/`` (see
-:mod:`.generate`); this module has one generator per sObject stream it can produce
+The streams written are those of the Salesforce connection in ``analytics_orchestration/ingestion_configs/``
+(see :mod:`.generate`); this module has one generator per sObject stream it can produce
 (:data:`STREAM_GENERATORS`: ``Account``, ``Opportunity``, ``User``, ``Contact``) and :func:`units`
 yields what they read. Records use Salesforce's field API names (as in the sample org's
 ``Accounts.json`` / ``Opportunities.json`` of Salesforce's apex-recipes) and its value formats: 18

@@ -1,10 +1,10 @@
 """Stripe objects of the simulated company, as the source data a local Airbyte Stripe source syncs.
 
-The streams written, and their files, are those of the Stripe connection in ``ingestion_configs/``
-(see :mod:`.generate`); this module has one generator per stream it can produce
-(:data:`STREAM_GENERATORS`: ``customers``, ``subscriptions``, ``invoices``, ``charges``, ``refunds``),
-and :func:`org_objects` yields the units they read. Each object is built with the top-level fields and
-nesting of Stripe's example object for its resource in Stripe's OpenAPI ``fixtures3.json``
+The streams written, and their files, are those of the Stripe connection in
+``analytics_orchestration/ingestion_configs/`` (see :mod:`.generate`); this module has one generator per
+stream it can produce (:data:`STREAM_GENERATORS`: ``customers``, ``subscriptions``, ``invoices``, ``charges``,
+``refunds``), and :func:`org_objects` yields the units they read. Each object is built with the top-level
+fields and nesting of Stripe's example object for its resource in Stripe's OpenAPI ``fixtures3.json``
 (``resources.customer`` / ``subscription`` / ``invoice`` / ``charge`` / ``refund``), plus what
 Airbyte's source-stripe records carry besides (it pins API version 2022-11-15): ``updated`` (unix
 seconds of the object's latest change, the connector's cursor) on every object, ``is_deleted`` on
@@ -825,7 +825,7 @@ STREAM_GENERATORS = StreamGenerators("Stripe", __name__)
 (:class:`OrgObjects`), in file order.
 
 Which streams are written, and where, comes from the Stripe connection's YAML in
-``ingestion_configs/``; a stream is written only if the YAML declares it."""
+``analytics_orchestration/ingestion_configs/``; a stream is written only if the YAML declares it."""
 stream_generator = STREAM_GENERATORS.stream_generator
 
 

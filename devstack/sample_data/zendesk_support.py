@@ -1,12 +1,12 @@
 """Zendesk Support records of the simulated company, as the source data a local Airbyte Zendesk Support
 source syncs.
 
-The streams written are those of the ``zendesk_support`` connection in ``ingestion_configs/`` (see
-:mod:`.generate`); this module has one generator per stream it can produce
-(:data:`STREAM_GENERATORS`: ``tickets``, ``users``, ``organizations``, ``satisfaction_ratings``,
-``ticket_metrics``) and :func:`units` yields what they read. Records have the fields of Zendesk's API
-objects as Airbyte's source-zendesk-support declares them (its manifest's ``schemas``): integer ids,
-times as ISO-8601 UTC text (``2026-01-05T10:15:00Z``), tickets' ``generated_timestamp`` in unix
+The streams written are those of the ``zendesk_support`` connection in
+``analytics_orchestration/ingestion_configs/`` (see :mod:`.generate`); this module has one generator per
+stream it can produce (:data:`STREAM_GENERATORS`: ``tickets``, ``users``, ``organizations``,
+``satisfaction_ratings``, ``ticket_metrics``) and :func:`units` yields what they read. Records have the fields
+of Zendesk's API objects as Airbyte's source-zendesk-support declares them (its manifest's ``schemas``):
+integer ids, times as ISO-8601 UTC text (``2026-01-05T10:15:00Z``), tickets' ``generated_timestamp`` in unix
 seconds, ticket metrics' ``_ab_updated_at`` (unix seconds of ``updated_at``, added by the connector).
 
 The support team (agents) comes first. Then, per organisation of the simulated company with at least

@@ -89,3 +89,15 @@ def test_two_files_with_one_name_are_refused(tmp_path: Path) -> None:
         (tmp_path / file).write_text(yaml.safe_dump(VALID, sort_keys=False))
     with pytest.raises(ConnectionConfigError, match=r"name \['stripe'\] declared by more than one file"):
         load_connection_configs(tmp_path)
+
+
+@pytest.mark.parametrize("state", ["missing", "empty"])
+def test_a_missing_or_empty_configs_folder_is_refused_naming_it(state: str, tmp_path: Path) -> None:
+    """As an installed package without its ``ingestion_configs`` package data would be."""
+    folder = tmp_path / "ingestion_configs"
+    if state == "empty":
+        folder.mkdir()
+        (folder / "README.md").write_text("not a connection\n")
+    why = "holds no \\*.yaml file" if state == "empty" else "is not a directory"
+    with pytest.raises(ConnectionConfigError, match=rf"folder {re.escape(str(folder))} {why}"):
+        load_connection_configs(folder)

@@ -1,4 +1,5 @@
-"""Each Airbyte connection in ``ingestion_configs/`` agrees with its dbt source; no stack, no dbt run.
+"""Each Airbyte connection in ``analytics_orchestration/ingestion_configs/`` agrees with its dbt source; no
+stack, no dbt run.
 
 A connection ``<name>`` loads its streams into ClickHouse tables ``<clickhouse_database>.<stream>``
 (``analytics_orchestration.defs.airbyte.assets``); the staging models read them as the dbt source named
@@ -64,7 +65,7 @@ def disagreements(connections: list[ConnectionConfig], sources: dict[str, DbtSou
     empty when they agree."""
     found = []
     for config in connections:
-        label = f"Airbyte connection {config.name!r} (ingestion_configs/)"
+        label = f"Airbyte connection {config.name!r} (analytics_orchestration/ingestion_configs/)"
         source = sources.get(config.name)
         if source is None:
             found.append(f"{label} has no dbt source named {config.name!r} under {DBT_PROJECT_DIR}")
@@ -141,7 +142,8 @@ def test_agreeing_project_has_no_disagreement(project: Path) -> None:
     [
         pytest.param(
             _connection(streams=("orders", "items", "refunds")),
-            "connection 'shop' (ingestion_configs/) has stream(s) ['refunds'] that are not tables",
+            "connection 'shop' (analytics_orchestration/ingestion_configs/) has stream(s) ['refunds'] "
+            "that are not tables",
             id="stream-not-in-dbt",
         ),
         pytest.param(
@@ -151,13 +153,13 @@ def test_agreeing_project_has_no_disagreement(project: Path) -> None:
         ),
         pytest.param(
             _connection(database="raw_shop_v2"),
-            "has schema 'raw_shop', but Airbyte connection 'shop' (ingestion_configs/) loads into "
-            "clickhouse_database 'raw_shop_v2'",
+            "has schema 'raw_shop', but Airbyte connection 'shop' "
+            "(analytics_orchestration/ingestion_configs/) loads into clickhouse_database 'raw_shop_v2'",
             id="other-database",
         ),
         pytest.param(
             _connection(name="store", database="raw_shop"),
-            "connection 'store' (ingestion_configs/) has no dbt source named 'store'",
+            "connection 'store' (analytics_orchestration/ingestion_configs/) has no dbt source named 'store'",
             id="no-source",
         ),
     ],

@@ -1,8 +1,8 @@
 """Three syncs and loads per Airbyte connection, through Dagster, end in the source's current state.
 
-Each connection of ``ingestion_configs/`` is synced by the stand-in Airbyte server from generated
-source records, loaded by the real load assets into the embedded ClickHouse, then the source changes
-(:func:`devstack.sample_data.evolve.evolve_sources`: new, updated and deleted records) and the cycle
+Each connection of ``analytics_orchestration/ingestion_configs/`` is synced by the stand-in Airbyte server
+from generated source records, loaded by the real load assets into the embedded ClickHouse, then the source
+changes (:func:`devstack.sample_data.evolve.evolve_sources`: new, updated and deleted records) and the cycle
 repeats. After every cycle each table, read as dbt staging reads it (``FINAL``, records marked
 deleted removed), holds exactly the records of the source files that are not marked deleted, with
 their latest cursor value; that expectation is computed from the files alone

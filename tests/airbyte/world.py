@@ -2,8 +2,8 @@
 
 The session stack's Airbyte server syncs the sample that other tests check, so the Airbyte tests run
 their own: the stand-in server (:func:`devstack.airbyte_server.create_app`) in a thread on a free
-port of 127.0.0.1, serving copies of ``ingestion_configs/`` whose ClickHouse databases are renamed
-``<prefix>_<database>`` (private to the module), writing to a bucket of their own, reading source
+port of 127.0.0.1, serving copies of ``analytics_orchestration/ingestion_configs/`` whose ClickHouse databases
+are renamed ``<prefix>_<database>`` (private to the module), writing to a bucket of their own, reading source
 records generated here. The Dagster resources point at it; everything is removed on exit.
 """
 

@@ -4,7 +4,7 @@ Real parts only: moto's S3 server and the Airbyte server (uvicorn) run in thread
 127.0.0.1 for the module; the command-line test starts the server as a subprocess. The connections
 are small YAML files written for the module (one incremental and one overwrite stream each, identical
 but for their names), and every test takes a connection no other test touched, so state and S3
-prefixes start empty. One test checks that the real ``ingestion_configs/`` load.
+prefixes start empty. One test checks that the real ``analytics_orchestration/ingestion_configs/`` load.
 """
 
 from __future__ import annotations

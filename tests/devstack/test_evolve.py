@@ -3,7 +3,7 @@
 Each step is checked against :func:`current_state` of the files before and after it: the added,
 updated and deleted records are exactly those reported, every changed record's cursor is later than
 every cursor before the step, unchanged records stay byte-for-byte the same, and the result depends
-only on (seed, step). The streams are those of ``ingestion_configs/``.
+only on (seed, step). The streams are those of ``analytics_orchestration/ingestion_configs/``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The sample-data generator: determinism, Segment archive layout and contents, Airbyte source records
 (Stripe, Salesforce, Zendesk Support).
 
-The Airbyte streams checked are those of ``ingestion_configs/``; the test keeps no list of streams.
+The Airbyte streams checked are those of ``analytics_orchestration/ingestion_configs/``; the test keeps no
+list of streams.
 """
 
 from __future__ import annotations

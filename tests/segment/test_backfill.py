@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult
 
+from analytics_orchestration.lib.settings import DBT_PROJECT_DIR
 from devstack.stack import ARCHIVE_BUCKET, ARCHIVE_PREFIX, s3_client, upload_folder
 from tests.reference import SegmentReference, segment_reference
 from tests.segment.archive import BAD_LINES, CALL_TYPES, folders, make_call, random_days, write_archive
 from tests.test_main_job import _client
 
-DBT_TARGET = Path(__file__).resolve().parents[2] / "dbt_project" / "target"
+DBT_TARGET = DBT_PROJECT_DIR / "target"
 
 
 @pytest.fixture(scope="module")

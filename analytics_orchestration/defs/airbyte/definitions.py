@@ -1,5 +1,5 @@
-"""Airbyte: per connection of ``ingestion_configs/``, the sync and ClickHouse load assets, a job that
-also rebuilds the dbt models on them, and its schedule at the connection's cadence."""
+"""Airbyte: per connection of ``analytics_orchestration/ingestion_configs/``, the sync and ClickHouse load
+assets, a job that also rebuilds the dbt models on them, and its schedule at the connection's cadence."""
 
 from dagster import AssetSelection, Definitions, EnvVar, ScheduleDefinition, define_asset_job
 

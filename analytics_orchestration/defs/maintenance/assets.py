@@ -78,9 +78,9 @@ def is_transient(table: str) -> bool:
 
 def project_databases() -> list[str]:
     """The ClickHouse databases this code location writes, sorted: Segment's ``raw_segment``, each
-    Airbyte connection's ``clickhouse_database`` (``ingestion_configs/``), and every database the dbt
-    project reads as a source or builds models, seeds or snapshots in (its manifest; the schema
-    macro makes a model's ``+schema`` its database as written). dbt's test-failure schema is left out.
+    Airbyte connection's ``clickhouse_database`` (``analytics_orchestration/ingestion_configs/``), and every
+    database the dbt project reads as a source or builds models, seeds or snapshots in (its manifest; the
+    schema macro makes a model's ``+schema`` its database as written). dbt's test-failure schema is left out.
 
     Raises:
         FileNotFoundError: the dbt manifest is missing; ``dbt parse`` (``devstack prepare``) writes it.
