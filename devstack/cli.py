@@ -7,7 +7,8 @@ Commands:
     sample                    generate sample input and upload its Segment archive to S3
     upload-archive FOLDER     copy a local folder of Segment archive files into S3
     demo                      stack + sample (or an existing archive) + main job, then a summary
-    dev                       stack + ``dagster dev`` on 127.0.0.1
+    dev                       stack + ``dagster dev`` on 127.0.0.1 (Ctrl-C stops both)
+    check-ports dev|demo ...  report every port the command would find taken, at once
 
 The commands that start the stack (``stack start``, ``sample``, ``upload-archive``, ``demo``,
 ``dev``) take ``--clickhouse-port``, ``--s3-port`` and ``--airbyte-port``, else the variables
@@ -21,8 +22,10 @@ Exit status is non-zero when anything fails (2 with a message for a taken or inv
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,7 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
+from types import FrameType
 
 from dotenv import set_key
 
@@ -42,6 +46,9 @@ from devstack.stack import (
     PortChoiceError,
     PortTakenError,
     S3SnapshotError,
+    TakenPort,
+    listener_pid,
+    port_open,
     ports_from_environment,
     s3_client,
     upload_folder,
@@ -53,6 +60,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STACK_DIR_VARIABLE = "EMBEDDED_STACK_DIR"
 ENV_FILE_VARIABLE = "EMBEDDED_STACK_ENV_FILE"
 
+
+# How long `dagster dev` has to stop its processes after an interrupt before they are killed.
+DAGSTER_STOP_TIMEOUT_S = 10.0
 
 # Ports chosen on the command line ({service: port}), set by main() before a command runs.
 _PORT_OPTIONS: dict[str, int] = {}
@@ -114,7 +124,21 @@ def cmd_stack(args: argparse.Namespace) -> int:
         print(f"  S3         {env['S3_ENDPOINT_URL']}")
         print(f"  Airbyte    {env['AIRBYTE_API_URL']}")
     elif args.action == "stop":
-        print("stopped: " + (", ".join(stack.stop()) or "nothing was running"))
+        stopped = stack.stop()
+        if stopped:
+            print("stopped: " + ", ".join(stopped))
+        foreign = stack.taken_ports()
+        for port in foreign:
+            owner = f"pid {port.pid}" if port.pid else "a process that cannot be seen"
+            print(
+                f"devstack: port {port.port} ({port.what}) answers, but its process ({owner}) is not "
+                "one this stack started; it was not stopped",
+                file=sys.stderr,
+            )
+        if foreign:
+            return 1
+        if not stopped:
+            print("stopped: nothing was running")
     else:
         for service in stack.ports:
             pid = stack.running_pid(service)
@@ -254,35 +278,92 @@ def dagster_working_directory(stack: EmbeddedStack) -> Path:
     return directory
 
 
+def check_ports(ui_port: int | None = None) -> None:
+    """Fail naming every taken port at once: the stack's ports that other processes hold and, if
+    given, the Dagster UI's ``ui_port``.
+
+    Raises:
+        PortTakenError: one or more ports are taken; the message names each with how to choose another.
+    """
+    taken = _stack().taken_ports()
+    if ui_port is not None and port_open(ui_port):
+        choice = "--port (./scripts/dev.sh --port PORT)"
+        taken.append(TakenPort(ui_port, "the Dagster UI", choice, listener_pid(ui_port)))
+    if taken:
+        raise PortTakenError(taken)
+
+
+def cmd_check_ports(args: argparse.Namespace) -> int:
+    """Check the ports of ``devstack dev|demo OPTIONS`` (what scripts/dev.sh and demo.sh run before
+    their setup, so that taken ports are reported without waiting for it)."""
+    command_args = _parser().parse_args([args.for_command, *args.options])
+    _set_port_options(command_args)
+    check_ports(getattr(command_args, "port", None))
+    return 0
+
+
+class _StopRequested(Exception):
+    """SIGINT or SIGTERM asked ``devstack dev`` to stop."""
+
+
+def _raise_stop_requested(signum: int, _frame: FrameType | None) -> None:
+    _ignore_stop_signals()  # one signal stops everything; more would only interrupt the stopping
+    raise _StopRequested(signal.Signals(signum).name)
+
+
+def _ignore_stop_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _stop_dagster(dagster: subprocess.Popen) -> None:
+    """Interrupt ``dagster dev``'s process group as a terminal's Ctrl-C does (it shuts down its
+    webserver, daemon and code servers), SIGKILL what is left of the group after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(dagster.pid, signal.SIGINT)
+    try:
+        dagster.wait(DAGSTER_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        print(f"devstack: dagster dev did not stop within {DAGSTER_STOP_TIMEOUT_S:.0f} s", file=sys.stderr)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(dagster.pid, signal.SIGKILL)  # the group outlives its leader while members remain
+    dagster.wait()
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
-    was_running = _start_stack()
-    prepare_dbt()
-    ensure_dagster_home()
-    working_directory = dagster_working_directory(_stack())
-    workspace = str(PROJECT_ROOT / "workspace.yaml")
-    command = [
-        sys.executable,
+    """The stack (started if needed) and ``dagster dev``; the first SIGINT (Ctrl-C) or SIGTERM stops
+    ``dagster dev`` with its processes and, if this command started the stack, the stack."""
+    check_ports(args.port)
+    was_running = _stack().is_running()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _raise_stop_requested)
+    try:
+        _start_stack()
+        prepare_dbt()
+        ensure_dagster_home()
+        working_directory = dagster_working_directory(_stack())
+        workspace = str(PROJECT_ROOT / "workspace.yaml")
         # Dagster 1.13 marks `dagster dev` superseded by `dg dev` (dagster-dg-cli, a test tool here, not
         # a dependency of the code location); that one SupersessionWarning is filtered, by its text.
-        "-W",
-        "ignore:Function `dev_command` is superseded",
-        "-m",
-        "dagster",
-        "dev",
-        "-w",
-        workspace,
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(args.port),
-    ]
-    try:
-        return subprocess.call(command, cwd=working_directory)
-    except KeyboardInterrupt:
+        command = [
+            sys.executable, "-W", "ignore:Function `dev_command` is superseded", "-m", "dagster", "dev",
+            "-w", workspace, "-h", "127.0.0.1", "-p", str(args.port),
+        ]  # fmt: skip
+        # dagster dev in a session of its own: a terminal's Ctrl-C reaches this process only, which
+        # then interrupts dagster's whole group once and waits for it.
+        dagster = subprocess.Popen(command, cwd=working_directory, start_new_session=True)
+        try:
+            return dagster.wait()
+        except _StopRequested:
+            _stop_dagster(dagster)
+            return 0
+    except _StopRequested:
         return 0
     finally:
+        _ignore_stop_signals()
         if not was_running:
-            _stack().stop()
+            stopped = _stack().stop()
+            print(f"devstack: stopped the embedded stack ({', '.join(stopped) or 'nothing was running'})")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -338,15 +419,24 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000, help="port of the Dagster UI")
     port_options(dev)
     dev.set_defaults(func=cmd_dev)
+    check = sub.add_parser("check-ports", help="report every taken port of `devstack dev|demo ...` at once")
+    check.add_argument("for_command", choices=["dev", "demo"], help="the command whose ports to check")
+    check.add_argument("options", nargs=argparse.REMAINDER, help="that command's options")
+    check.set_defaults(func=cmd_check_ports)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _set_port_options(args: argparse.Namespace) -> None:
+    """Take the ``--<service>-port`` options of ``args`` as the stack's port choices."""
     _PORT_OPTIONS.clear()
     for service in PORT_VARIABLES:
         if getattr(args, f"{service}_port", None) is not None:
             _PORT_OPTIONS[service] = getattr(args, f"{service}_port")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _set_port_options(args)
     try:
         return args.func(args)
     except (PortTakenError, PortChoiceError) as error:

@@ -37,7 +37,10 @@ started the service (a later ``devstack stack stop`` has none), and its search f
 reads every process's environment, which raises ``AccessDenied`` on Linux for other users'
 processes. ``stop`` signals a recorded process group only when the recorded pid is alive with the
 recorded start time, command line and marker; a stale record naming any other process is removed
-and that process is never signalled.
+and that process is never signalled. The record is not the only way to find a service: each one
+runs with ``EMBEDDED_STACK_SERVICE=<service>:<stack directory>`` in its environment, so a service
+whose record was lost or replaced is still found among the user's processes (and its record
+written again) by ``start``, ``stop`` and ``status``.
 """
 
 from __future__ import annotations
@@ -110,8 +113,34 @@ class MemoryLimitChoiceError(PortChoiceError):
     that the ``devstack`` command reports it as it reports a bad port choice)."""
 
 
+# The variable in each service's environment naming the service and its stack's directory.
+SERVICE_TAG_VARIABLE = "EMBEDDED_STACK_SERVICE"
+
+
+@dataclass(frozen=True)
+class TakenPort:
+    """A port that accepts connections from a process that is not this stack's."""
+
+    port: int
+    what: str  # e.g. "embedded s3", "the Dagster UI"
+    choice: str  # how to choose another port, e.g. "EMBEDDED_S3_PORT or --s3-port"
+    pid: int | None  # the listening process, None when it cannot be seen
+
+    def describe(self) -> str:
+        """One line naming the port, its user, the listening process and how to choose another."""
+        owner = f" (pid {self.pid})" if self.pid else ""
+        taken = f"port {self.port} for {self.what} is taken by another process{owner}"
+        return f"{taken}; choose another with {self.choice}"
+
+
 class PortTakenError(RuntimeError):
-    """A service's port already accepts connections from a process that is not this stack's."""
+    """Ports chosen for the stack (or the Dagster UI) accept connections from other processes; the
+    message names every such port, its listening process and how to choose another."""
+
+    def __init__(self, taken: list[TakenPort]):
+        self.taken = taken
+        lines = [port.describe() for port in taken]
+        super().__init__(lines[0] if len(lines) == 1 else "\n  ".join(["ports taken:", *lines]))
 
 
 class S3SnapshotError(RuntimeError):
@@ -130,6 +159,19 @@ def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((HOST, port)) == 0
+
+
+def listener_pid(port: int) -> int | None:
+    """The pid of the process listening on TCP ``port`` of 127.0.0.1 (or of every address), None if
+    there is none or it cannot be seen (another user's process, for a user who is not root)."""
+    for connection in psutil.net_connections(kind="tcp"):
+        if (
+            connection.status == psutil.CONN_LISTEN
+            and connection.laddr.port == port
+            and connection.laddr.ip in (HOST, "0.0.0.0", "::", "::ffff:127.0.0.1")
+        ):
+            return connection.pid
+    return None
 
 
 def ports_from_environment(environ: dict[str, str] | None = None) -> dict[str, int]:
@@ -322,10 +364,77 @@ class EmbeddedStack:
             return None  # no record, an unreadable one, or a process that is gone or not ours
         return record
 
-    def running_pid(self, service: str) -> int | None:
-        """The pid of ``service`` if its process is alive and was started by this stack, else None."""
+    def _tagged_processes(self) -> dict[str, list[psutil.Process]]:
+        """``{service: processes}`` of the user's live processes whose environment tags them as a
+        service of this stack (:data:`SERVICE_TAG_VARIABLE`), whatever the process records say."""
+        found: dict[str, list[psutil.Process]] = {}
+        uid = os.getuid()
+        for process in psutil.process_iter(["uids", "status"]):
+            if process.info["uids"] is None or process.info["uids"].real != uid:
+                continue  # another user's process is never one this user's stack started
+            if process.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            try:
+                tag = process.environ().get(SERVICE_TAG_VARIABLE, "")
+            except psutil.Error:
+                continue
+            service, _, directory = tag.partition(":")
+            if service in SERVICES and directory == str(self.directory):
+                found.setdefault(service, []).append(process)
+        return found
+
+    def _live_record(
+        self, service: str, tagged: dict[str, list[psutil.Process]] | None = None
+    ) -> dict | None:
+        """The record of ``service``'s running process: its own record (:meth:`_owned_record`), else
+        one made anew from the process that leads the service's tagged session, written to the
+        record file; None when the service does not run.
+
+        Args:
+            tagged: the result of :meth:`_tagged_processes`, if already computed.
+        """
         record = self._owned_record(service)
+        if record is not None:
+            return record
+        tagged = self._tagged_processes() if tagged is None else tagged
+        for process in tagged.get(service, []):
+            try:
+                if os.getpgid(process.pid) != process.pid:
+                    continue  # a child of the service; the leader of its session is the service
+                with process.oneshot():
+                    connections = process.net_connections(kind="tcp")
+                    listening = [c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN]
+                    record = {
+                        "pid": process.pid, "create_time": process.create_time(),
+                        "command": process.cmdline(), "marker": process.environ().get(ENV_UUID),
+                        "port": listening[0] if listening else None,
+                    }  # fmt: skip
+            except (OSError, psutil.Error):
+                continue
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._record_file(service).write_text(json.dumps(record))
+            return record
+        return None
+
+    def running_pid(self, service: str) -> int | None:
+        """The pid of ``service`` if its process is alive and was started by this stack, else None
+        (found by its record, else by its environment tag; a lost record is written again)."""
+        record = self._live_record(service)
         return record["pid"] if record else None
+
+    def taken_ports(self) -> list[TakenPort]:
+        """The ports of the services not running that accept connections (from other processes)."""
+        tagged = self._tagged_processes()
+        return [
+            TakenPort(
+                self.ports[service],
+                f"embedded {service}",
+                f"{PORT_VARIABLES[service]} or --{service}-port",
+                listener_pid(self.ports[service]),
+            )  # fmt: skip
+            for service in SERVICES
+            if self._live_record(service, tagged) is None and port_open(self.ports[service])
+        ]
 
     def start(self) -> dict[str, str]:
         """Start every service not yet running, wait until all are ready, return the settings.
@@ -340,8 +449,9 @@ class EmbeddedStack:
             The variables written to :attr:`env_file` (see :meth:`environment`).
 
         Raises:
-            PortTakenError: a service's port accepts connections from another process; the message
-                names the port, the service and the variable choosing it. Nothing was started.
+            PortTakenError: services' ports accept connections from other processes; the message
+                names every such port, its service, its process and the variable choosing it.
+                Nothing was started.
             MemoryLimitChoiceError: ``EMBEDDED_CLICKHOUSE_MAX_MEMORY_USAGE`` is not a number of
                 bytes. Nothing was started.
             RuntimeError: a service is running on another port than :attr:`ports`, or did not
@@ -355,22 +465,19 @@ class EmbeddedStack:
         self.directory.chmod(0o700)  # data, logs and snapshots: readable by their owner only
         self.run_dir.mkdir(parents=True, exist_ok=True)
         to_start = []
+        tagged = self._tagged_processes()
         for service in SERVICES:
-            record = self._owned_record(service)
-            if record is not None:
-                if record["port"] != self.ports[service]:
-                    raise RuntimeError(
-                        f"embedded {service} is running on port {record['port']}, not "
-                        f"{self.ports[service]}; stop the stack to change its port"
-                    )
-                continue
-            port = self.ports[service]
-            if port_open(port):
-                raise PortTakenError(
-                    f"port {port} for embedded {service} is taken by another process; "
-                    f"choose another with {PORT_VARIABLES[service]} or --{service}-port"
+            record = self._live_record(service, tagged)
+            if record is None:
+                to_start.append(service)
+            elif record["port"] != self.ports[service]:
+                raise RuntimeError(
+                    f"embedded {service} is running on port {record['port']}, not "
+                    f"{self.ports[service]}; stop the stack to change its port"
                 )
-            to_start.append(service)
+        taken = self.taken_ports()
+        if taken:
+            raise PortTakenError(taken)
         env = self.environment()
         self.env_file.touch(mode=0o600)
         self.env_file.chmod(0o600)  # it holds secrets, whatever mode a user's .env had
@@ -387,8 +494,9 @@ class EmbeddedStack:
         for service in services:  # all processes first, so they come up side by side
             command = self._command(service)
             log = open(self.run_dir / f"{service}.log", "ab")  # noqa: SIM115 (the child keeps it)
+            tag = {SERVICE_TAG_VARIABLE: f"{service}:{self.directory}"}
             executor = _ServiceExecutor(
-                command, self.ports[service], _marker(), envvars=child_env,
+                command, self.ports[service], _marker(), envvars={**child_env, **tag},
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 timeout=STARTUP_TIMEOUT_S, sleep=0.2,
             )  # fmt: skip
@@ -436,7 +544,9 @@ class EmbeddedStack:
 
         A process record naming a process that is gone or is not the one this stack started (pid
         reused, another command line or start time, another marker) is deleted; that process is
-        never signalled.
+        never signalled. A service is found by its environment tag as well, so one whose record
+        was lost or replaced is stopped too. Ports still answering afterwards belong to other
+        processes: see :meth:`taken_ports`.
 
         Args:
             snapshot: False stops S3 without writing its objects to disk (they are lost).
@@ -447,13 +557,20 @@ class EmbeddedStack:
         Raises:
             S3SnapshotError: the snapshot failed; nothing was stopped (the objects are still in S3).
         """
-        if snapshot and self._owned_record("s3") is not None:
+        tagged = self._tagged_processes()
+        records = {service: self._live_record(service, tagged) for service in SERVICES}
+        if snapshot and records["s3"] is not None:
             self.snapshot_s3()
         stopped = []
         for service in SERVICES:
-            record = self._owned_record(service)
-            if record is not None:
-                _stop_group(record["pid"])
+            groups = {records[service]["pid"]} if records[service] else set()
+            for process in tagged.get(service, []):  # every tagged group leader (its group: its children)
+                with contextlib.suppress(OSError):
+                    if os.getpgid(process.pid) == process.pid:
+                        groups.add(process.pid)
+            for pid in groups:
+                _stop_group(pid)
+            if groups:
                 stopped.append(service)
             self._record_file(service).unlink(missing_ok=True)
         return stopped
@@ -598,8 +715,8 @@ class EmbeddedStack:
 
 def _stop_group(pid: int) -> None:
     """SIGTERM the process group led by ``pid`` (the service's own session), SIGKILL after 15 s."""
-    process = psutil.Process(pid)
     try:
+        process = psutil.Process(pid)
         os.killpg(pid, signal.SIGTERM)
         process.wait(STOP_TIMEOUT_S)
     except psutil.TimeoutExpired:
