@@ -8,6 +8,7 @@ from dagster_dbt import DbtProject
 
 from analytics_orchestration.defs.dbt.assets import DBT_POOL
 from analytics_orchestration.lib.clickhouse.resource import CLICKHOUSE_LOAD_POOL
+from analytics_orchestration.lib.settings import DBT_PROJECT_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 DAILY = (
@@ -56,7 +57,7 @@ def test_every_asset_links_to_its_source_file_and_its_key_to_its_folder():
 def _yaml_column_descriptions() -> dict[str, dict[str, str]]:
     """Model name -> column -> description, read from the dbt project's YAML files (non-empty only)."""
     found: dict[str, dict[str, str]] = {}
-    for path in (ROOT / "dbt_project" / "models").rglob("*.yml"):
+    for path in (DBT_PROJECT_DIR / "models").rglob("*.yml"):
         for model in (yaml.safe_load(path.read_text()) or {}).get("models", []):
             columns = {
                 c["name"]: c["description"].strip() for c in model.get("columns", []) if c.get("description")

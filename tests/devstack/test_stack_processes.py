@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 
 from devstack.stack import HOST, SERVICES, EmbeddedStack, free_port, port_open
 from tests.devstack.test_stack import _cli_env, _devstack
+from tests.docs.commands import documented
 
 ROOT = Path(__file__).resolve().parents[2]
 # Ctrl-C or SIGTERM on dev.sh must have stopped everything within this bound.
@@ -188,15 +190,17 @@ def _in_session(sid: int) -> list[psutil.Process]:
 
 @contextlib.contextmanager
 def _dev_sh(ports: dict[str, int], stack_dir: Path, tmp_path: Path) -> Iterator[subprocess.Popen]:
-    """``scripts/dev.sh`` in a new session on ``ports``, once its UI answers; killed at the end
+    """The README's ``./scripts/dev.sh`` in a new session on ``ports``, once its UI answers; killed at the end
     (its session and every process it started) whatever the test did."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
     log_path = tmp_path / "dev.log"
+    # The README's command, with the options that put every server on this test's free ports.
+    command = shlex.split(documented("README.md", "./scripts/dev.sh"), comments=True)
     with log_path.open("wb") as log:
         dev = subprocess.Popen(
-            ["bash", "scripts/dev.sh", "--port", str(ports["ui"]), *_port_options(ports)],
+            [*command, "--port", str(ports["ui"]), *_port_options(ports)],
             env=_cli_env(stack_dir, DAGSTER_HOME=str(home)),
             cwd=ROOT,
             stdout=log,
@@ -222,7 +226,7 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_one_signal_to_dev_sh_stops_the_ui_and_the_stack_it_started(ports, stack_dir, tmp_path, signum):
+def test_one_signal_to_dev_sh_stops_all_it_started(ports, stack_dir, tmp_path, signum):
     with _dev_sh(ports, stack_dir, tmp_path) as dev:
         time.sleep(5)  # let dagster dev start its code servers
         processes = _tree(dev.pid)

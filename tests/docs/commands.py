@@ -19,10 +19,11 @@ _BLOCK = re.compile(r"^```(?:bash|sh|shell|console)\n(.*?)^```", re.S | re.M)
 
 _QUICK = "tests/docs/test_quick_start.py::"
 _BENCH = "tests/docs/test_benchmark_commands.py::"
+_SIGNALS = "tests/devstack/test_stack_processes.py::"
 RUN_BY: dict[tuple[str, str], str] = {
     ("README.md", "./scripts/demo.sh"): _QUICK + "test_demo_sh_runs_the_main_job",
     ("README.md", "./scripts/test.sh"): ".ci/run",
-    ("README.md", "./scripts/dev.sh"): "tests/devstack/test_dev_signals.py::test_ctrl_c_stops_everything",
+    ("README.md", "./scripts/dev.sh"): _SIGNALS + "test_one_signal_to_dev_sh_stops_all_it_started",
     ("README.md", ".venv/bin/devstack stack start"): _QUICK + "test_cli_range_backfill",
     ("docs/embedded-stack.md", ".venv/bin/devstack stack start"): _QUICK + "test_stack_start_status_stop",
     ("docs/embedded-stack.md", "# copy a local folder"): _QUICK + "test_demo_on_an_existing_archive",

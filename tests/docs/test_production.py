@@ -96,7 +96,7 @@ def test_install(postgres: Postgres, tmp_path: Path, monkeypatch: pytest.MonkeyP
         process.wait(timeout=60)
 
     loaded = location["locationOrLoadError"]
-    assert loaded["__typename"] == "RepositoryLocation", loaded
+    assert loaded["__typename"] == "RepositoryLocation", loaded.get("message")
     served = {"/".join(node["assetKey"]["path"]) for node in loaded["repositories"][0]["assetNodes"]}
     assert served == {key.to_user_string() for key in defs.resolve_all_asset_keys()}
     installed = next((venv / "lib").glob("python3.*/site-packages/analytics_orchestration"))

@@ -74,7 +74,7 @@ from analytics_orchestration.defs.airbyte.definitions import connection_jobs
 from analytics_orchestration.lib.freshness import PARTITION_FRESHNESS_CHECK
 from analytics_orchestration.lib.ingestion_config import load_connection_configs
 from analytics_orchestration.lib.partitions import received_day_folder, segment_daily_partitions
-from analytics_orchestration.lib.settings import SEGMENT_START_DATE_VARIABLE
+from analytics_orchestration.lib.settings import DBT_PROJECT_DIR, SEGMENT_START_DATE_VARIABLE
 from devstack.cli import record_segment_start
 from devstack.sample_data.generate import generate_sample
 from devstack.stack import (
@@ -543,7 +543,7 @@ def _dbt_upstream_count(model: str) -> int:
     """The assets a run of dbt ``model`` "and everything upstream" materialises, by dbt's own lineage
     (``parent_map`` of the parsed manifest): the model, the models it reads through any chain of
     refs, and the loaded sources (each one asset that loads it)."""
-    manifest = json.loads((ROOT / "dbt_project" / "target" / "manifest.json").read_text())
+    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
     seen: set[str] = set()
     frontier = [f"model.analytics.{model}"]
     while frontier:
@@ -557,7 +557,7 @@ def _dbt_upstream_count(model: str) -> int:
 def _yaml_column_descriptions(model: str) -> dict[str, str]:
     """Column -> description of dbt ``model`` in the project's YAML files (described columns only),
     whitespace folded as the UI shows it."""
-    for path in (ROOT / "dbt_project" / "models").rglob("*.yml"):
+    for path in (DBT_PROJECT_DIR / "models").rglob("*.yml"):
         for entry in (yaml.safe_load(path.read_text()) or {}).get("models", []):
             if entry["name"] == model:
                 return {
