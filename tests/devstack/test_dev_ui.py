@@ -12,6 +12,8 @@ from pathlib import Path
 from dagster import DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient
 
+from analytics_orchestration.definitions import defs
+from analytics_orchestration.lib.partitions import DAILY_SELECTION
 from devstack.cli import prepare_dbt
 from devstack.stack import free_port
 from tests.conftest import SAMPLE_DAYS, SAMPLE_START
@@ -32,11 +34,8 @@ query Backfill($id: String!) {
     ... on PartitionBackfill { status runs(limit: 20) { runId status } }
   }
 }"""
-DAILY_ASSETS = (
-    ["segment", "raw_segment", "events"],
-    ["dbt", "staging", "stg_segment__events"],
-    ["dbt", "marts", "daily_active_users"],
-)
+# Every daily asset (the Segment load and the daily dbt models), as a daily backfill selects them.
+DAILY_ASSETS = sorted(key.path for key in DAILY_SELECTION.resolve(defs.resolve_asset_graph()))
 
 
 def _wait_for(url: str, seconds: float) -> None:
