@@ -349,6 +349,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
             sys.executable, "-W", "ignore:Function `dev_command` is superseded", "-m", "dagster", "dev",
             "-w", workspace, "-h", "127.0.0.1", "-p", str(args.port),
         ]  # fmt: skip
+        # Dagster's "colored" log format colours whatever the output; piped (a file, a CI log) its
+        # lines go out as JSON instead, which carries no ANSI escape codes.
+        if not sys.stdout.isatty():
+            command += ["--log-format", "json"]
         # dagster dev in a session of its own: a terminal's Ctrl-C reaches this process only, which
         # then interrupts dagster's whole group once and waits for it.
         dagster = subprocess.Popen(command, cwd=working_directory, start_new_session=True)

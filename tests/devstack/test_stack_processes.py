@@ -244,6 +244,8 @@ def test_one_signal_to_dev_sh_stops_all_it_started(ports, stack_dir, tmp_path, s
         assert not _in_session(dev.pid)
         assert dev.wait(5) == 0
         assert not EmbeddedStack.at(stack_dir).is_running()
+        # Its output went to a file, not a terminal: no ANSI colour codes in it.
+        assert "\x1b[" not in (tmp_path / "dev.log").read_text()
 
 
 def test_ctrl_c_on_dev_sh_leaves_a_stack_it_did_not_start_running(ports, stack_dir, tmp_path):
