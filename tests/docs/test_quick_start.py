@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import clickhouse_connect
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
@@ -22,7 +21,7 @@ from analytics_orchestration.lib.asset_keys import SEGMENT_EVENTS_KEY
 from analytics_orchestration.lib.partitions import received_day_folder
 from devstack.stack import ARCHIVE_BUCKET, ARCHIVE_PREFIX, SOURCE_ID, free_port, read_env_file, s3_client
 from tests.docs.commands import ROOT, clean_environment, documented, filled, run_block
-from tests.segment.archive import random_days, write_archive
+from tests.segment.archive import archive_lines_loaded, random_days, write_archive
 
 ENV_FILE = ROOT / ".env"
 DAGSTER_HOME = ROOT / ".dagster_home"
@@ -65,20 +64,7 @@ def _archive_lines_in_s3(days: list[date], source_id: str = SOURCE_ID) -> int:
 
 
 def _rows_loaded(days: list[date]) -> int:
-    settings = read_env_file(ENV_FILE)
-    client = clickhouse_connect.get_client(
-        host=settings["CLICKHOUSE_HOST"],
-        port=int(settings["CLICKHOUSE_PORT"]),
-        username=settings["CLICKHOUSE_USER"],
-        password=settings["CLICKHOUSE_PASSWORD"],
-    )
-    try:
-        return client.query(
-            "SELECT count() FROM raw_segment.archive_lines WHERE received_date IN {days:Array(Date)}",
-            parameters={"days": days},
-        ).result_rows[0][0]
-    finally:
-        client.close()
+    return archive_lines_loaded(read_env_file(ENV_FILE), days)
 
 
 def test_demo_sh_runs_the_main_job(env):

@@ -13,6 +13,8 @@ import random
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
+import clickhouse_connect
+
 from analytics_orchestration.lib.partitions import received_day_folder
 
 CALL_TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -125,3 +127,21 @@ def write_archive(root: Path, source_id: str, lines: dict[date, list[str]], file
 def folders(days: list[date]) -> dict[str, date]:
     """``{received-day folder: day}`` for ``days``, as ``tests.reference.segment_reference`` takes."""
     return {received_day_folder(day): day for day in days}
+
+
+def archive_lines_loaded(settings: dict[str, str], days: list[date]) -> int:
+    """Rows of ``raw_segment.archive_lines`` for received ``days``, counted in the ClickHouse that
+    ``settings`` (the stack's ``CLICKHOUSE_*`` variables) names."""
+    client = clickhouse_connect.get_client(
+        host=settings["CLICKHOUSE_HOST"],
+        port=int(settings["CLICKHOUSE_PORT"]),
+        username=settings["CLICKHOUSE_USER"],
+        password=settings["CLICKHOUSE_PASSWORD"],
+    )
+    try:
+        return client.query(
+            "SELECT count() FROM raw_segment.archive_lines WHERE received_date IN {days:Array(Date)}",
+            parameters={"days": days},
+        ).result_rows[0][0]
+    finally:
+        client.close()

@@ -54,7 +54,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import clickhouse_connect
 import pytest
 import yaml
 from dagster import (
@@ -87,6 +86,7 @@ from devstack.stack import (
     s3_client,
     upload_folder,
 )
+from tests.segment.archive import archive_lines_loaded
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -739,17 +739,4 @@ def _archive_lines(stack: EmbeddedStack, days: list[date]) -> int:
 
 def _rows_loaded(ui: DevUI, days: list[date]) -> int:
     """Rows of ``raw_segment.archive_lines`` for received ``days``, counted in ClickHouse."""
-    settings = ui.settings()
-    client = clickhouse_connect.get_client(
-        host=settings["CLICKHOUSE_HOST"],
-        port=int(settings["CLICKHOUSE_PORT"]),
-        username=settings["CLICKHOUSE_USER"],
-        password=settings["CLICKHOUSE_PASSWORD"],
-    )
-    try:
-        return client.query(
-            "SELECT count() FROM raw_segment.archive_lines WHERE received_date IN {days:Array(Date)}",
-            parameters={"days": days},
-        ).result_rows[0][0]
-    finally:
-        client.close()
+    return archive_lines_loaded(ui.settings(), days)
