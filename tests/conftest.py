@@ -22,6 +22,15 @@ from devstack.stack import (
 
 SAMPLE_START = date(2026, 3, 2)
 SAMPLE_DAYS = 3
+STACK_VARIABLE_PREFIXES = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "EMBEDDED_")
+"""The settings a stack writes (and the session's stack put in ``os.environ``)."""
+
+
+def environment_without_stack(*more_prefixes: str) -> dict[str, str]:
+    """This process's environment without the stack's settings nor variables starting with
+    ``more_prefixes``: what a subprocess on another stack starts from."""
+    prefixes = (*STACK_VARIABLE_PREFIXES, *more_prefixes)
+    return {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
 
 
 def stack_clickhouse():

@@ -1,7 +1,6 @@
 """`devstack demo`, the README's first command, on a private embedded stack."""
 
 import gzip
-import os
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import pytest
 
 from analytics_orchestration.lib.partitions import received_day_folder
 from devstack.stack import ARCHIVE_BUCKET, EmbeddedStack, free_port, s3_client
+from tests.conftest import environment_without_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,8 +30,7 @@ def run_demo(stack: EmbeddedStack, tmp_path: Path, *args: str) -> subprocess.Com
     """``devstack demo *args`` in a subprocess on ``stack`` (DAGSTER_HOME in ``tmp_path``)."""
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
-    stack_variables = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "EMBEDDED_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(stack_variables)}
+    env = environment_without_stack()
     env.update(
         {
             "EMBEDDED_STACK_DIR": str(stack.directory),

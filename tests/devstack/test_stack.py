@@ -29,6 +29,7 @@ from devstack.stack import (
     port_open,
     s3_client,
 )
+from tests.conftest import environment_without_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,8 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _cli_env(directory: Path, **extra: str) -> dict[str, str]:
     """The environment of a ``devstack`` subprocess on the stack in ``directory`` (no stack variable
     inherited from the test session)."""
-    prefixes = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "EMBEDDED_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env = environment_without_stack()
     env.update(EMBEDDED_STACK_DIR=str(directory), EMBEDDED_STACK_ENV_FILE=str(directory / "stack.env"))
     env.update(extra)
     return env

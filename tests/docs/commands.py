@@ -7,11 +7,12 @@ placeholders it names with :func:`filled`, and runs it with :func:`run_block`.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.conftest import environment_without_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS: tuple[str, ...] = ("README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")))
@@ -94,7 +95,4 @@ def run_block(
 
 def clean_environment(**overrides: str) -> dict[str, str]:
     """This process's environment without the stack's and Dagster's settings, plus ``overrides``."""
-    settings = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "EMBEDDED_", "DAGSTER_")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(settings)}
-    env.update(overrides)
-    return env
+    return {**environment_without_stack("DAGSTER_"), **overrides}

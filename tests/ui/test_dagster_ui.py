@@ -86,6 +86,7 @@ from devstack.stack import (
     s3_client,
     upload_folder,
 )
+from tests.conftest import environment_without_stack
 from tests.segment.archive import archive_lines_loaded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -608,8 +609,7 @@ def _sync_stripe(env: dict[str, str]) -> None:
 def _environment_without_stack() -> dict[str, str]:
     """This process's environment without any stack setting (ClickHouse, Airbyte, Segment, S3,
     embedded stack) nor the alert webhook: alerts of these runs go to the sensors' log."""
-    stack_variables = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "EMBEDDED_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(stack_variables)}
+    env = environment_without_stack()
     env.pop("ALERT_WEBHOOK_URL", None)
     return env
 
