@@ -11,9 +11,10 @@ Commands:
     check-ports dev|demo ...  report every port the command would find taken, at once
 
 The commands that start the stack (``stack start``, ``sample``, ``upload-archive``, ``demo``,
-``dev``) take ``--clickhouse-port``, ``--s3-port`` and ``--airbyte-port``, else the variables
-``EMBEDDED_CLICKHOUSE_PORT``, ``EMBEDDED_S3_PORT`` and ``EMBEDDED_AIRBYTE_PORT``, else the ports of the
-stack's last start (its env file), else 18123, 19000 and 18006. With another ``EMBEDDED_STACK_DIR``
+``dev``) take ``--clickhouse-port``, ``--s3-port``, ``--airbyte-port`` and ``--postgres-port``, else
+the variables ``EMBEDDED_CLICKHOUSE_PORT``, ``EMBEDDED_S3_PORT``, ``EMBEDDED_AIRBYTE_PORT`` and
+``EMBEDDED_POSTGRES_PORT``, else the ports of the stack's last start (its env file), else 18123,
+19000, 18006 and 15432. With another ``EMBEDDED_STACK_DIR``
 and ``EMBEDDED_STACK_ENV_FILE`` and other ports, a second stack runs beside the first.
 
 Exit status is non-zero when anything fails (2 with a message for a taken or invalid port).

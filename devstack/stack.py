@@ -1,4 +1,5 @@
-"""Start and stop the embedded default stack: ClickHouse (chdb), S3 (moto) and the Airbyte API.
+"""Start and stop the embedded default stack: ClickHouse (chdb), S3 (moto), the Airbyte API and the
+product database (PostgreSQL, see ``devstack.product_db``).
 
 Each service is a child process bound to 127.0.0.1 in a session of its own that outlives the command
 starting it; its log and a record of the process (pid, start time, command line, marker) live in
@@ -6,7 +7,8 @@ starting it; its log and a record of the process (pid, start time, command line,
 Dagster's CLI loads; ``<directory>/stack.env`` by default) holds the endpoints and the credentials
 generated at first start, under the same variable names production uses.
 
-Data across ``stop`` / ``start``: ClickHouse keeps its data directory (``<directory>/clickhouse``).
+Data across ``stop`` / ``start``: ClickHouse keeps its data directory (``<directory>/clickhouse``),
+PostgreSQL its cluster (``<directory>/postgres``, stopped by a fast shutdown: SIGINT).
 The S3 service is moto's server (``python -m moto.server``), which holds objects in memory only, so
 the stack keeps them itself: ``stop`` first snapshots every bucket's objects (their current
 versions, with content type, content encoding/disposition/language, cache control and user
@@ -76,16 +78,22 @@ from mirakuru.base import ENV_UUID
 from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 
 from analytics_orchestration.lib.ingestion_config import INGESTION_CONFIGS_DIR, load_connection_configs
+from devstack import product_db
 
 HOST = "127.0.0.1"
-SERVICES = ("clickhouse", "s3", "airbyte")
-DEFAULT_PORTS = {"clickhouse": 18123, "s3": 19000, "airbyte": 18006}
+SERVICES = ("clickhouse", "s3", "airbyte", "postgres")
+DEFAULT_PORTS = {"clickhouse": 18123, "s3": 19000, "airbyte": 18006, "postgres": 15432}
 # The variable (and `devstack` option, e.g. --s3-port) choosing each service's port.
 PORT_VARIABLES = {
     "clickhouse": "EMBEDDED_CLICKHOUSE_PORT",
     "s3": "EMBEDDED_S3_PORT",
     "airbyte": "EMBEDDED_AIRBYTE_PORT",
+    "postgres": "EMBEDDED_POSTGRES_PORT",
 }
+# How each service is asked to stop (its process group gets it; SIGKILL 15 s later): PostgreSQL's
+# SIGTERM is a "smart" shutdown that waits for every client (ClickHouse's replication connection
+# among them) to disconnect, SIGINT a fast one that ends them.
+STOP_SIGNALS = {"postgres": signal.SIGINT}
 # The ClickHouse endpoint's memory limit in bytes (its --max-memory-usage, the engine's
 # max_server_memory_usage); unset or empty: the endpoint's default, 2 GiB; 0: 90% of the RAM.
 CLICKHOUSE_MEMORY_VARIABLE = "EMBEDDED_CLICKHOUSE_MAX_MEMORY_USAGE"
@@ -292,6 +300,11 @@ class EmbeddedStack:
         return self.sample_dir / "airbyte-sources"
 
     @property
+    def postgres_dir(self) -> Path:
+        """The product database's PostgreSQL cluster (data directory)."""
+        return self.directory / "postgres"
+
+    @property
     def run_dir(self) -> Path:
         """Logs (``<service>.log``) and process records (``<service>.pid``, JSON) of the services."""
         return self.directory / "run"
@@ -320,6 +333,12 @@ class EmbeddedStack:
             "SEGMENT_ARCHIVE_BUCKET": ARCHIVE_BUCKET,
             "SEGMENT_ARCHIVE_PREFIX": ARCHIVE_PREFIX,
             "SEGMENT_SOURCE_ID": SOURCE_ID,
+            "PRODUCT_DB_HOST": HOST,
+            "PRODUCT_DB_PORT": str(self.ports["postgres"]),
+            "PRODUCT_DB_NAME": product_db.DATABASE,
+            "PRODUCT_DB_USER": product_db.PIPELINE_USER,
+            "PRODUCT_DB_PASSWORD": secret("PRODUCT_DB_PASSWORD"),
+            product_db.SUPERUSER_PASSWORD_VARIABLE: secret(product_db.SUPERUSER_PASSWORD_VARIABLE),
         }
         for config in load_connection_configs():
             env[config.connection_id_env] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"embedded/{config.name}"))
@@ -340,6 +359,8 @@ class EmbeddedStack:
                 py, "-m", "devstack.airbyte_server", "--host", HOST, "--port", port,
                 "--source-dir", str(self.airbyte_source_dir), "--configs-dir", str(INGESTION_CONFIGS_DIR),
             ]  # fmt: skip
+        if service == "postgres":
+            return product_db.server_command(self.postgres_dir, HOST, self.ports[service], self.run_dir)
         return [py, "-m", "moto.server", "-H", HOST, "-p", port]
 
     def _record_file(self, service: str) -> Path:
@@ -483,7 +504,10 @@ class EmbeddedStack:
         self.env_file.chmod(0o600)  # it holds secrets, whatever mode a user's .env had
         for key, value in env.items():  # other variables of the file are kept (python-dotenv keeps the mode)
             set_key(self.env_file, key, value, quote_mode="never")
+        if "postgres" in to_start:
+            product_db.ensure_cluster(self.postgres_dir, env[product_db.SUPERUSER_PASSWORD_VARIABLE])
         self._launch(to_start, {**os.environ, **env})
+        product_db.bootstrap(env)
         if "s3" in to_start:  # a new, empty S3: the objects of the last stop come back
             self.restore_s3(env)
         self._prepare_buckets(env)
@@ -504,8 +528,9 @@ class EmbeddedStack:
             log.close()
             process = psutil.Process(executor.process.pid)
             record = {
-                "pid": process.pid, "create_time": process.create_time(), "command": command,
-                "marker": executor._uuid, "port": self.ports[service],
+                "pid": process.pid, "create_time": process.create_time(),
+                "command": product_db.exec_argv(command), "marker": executor._uuid,
+                "port": self.ports[service],
             }  # fmt: skip
             self._record_file(service).write_text(json.dumps(record))
             executors[service] = executor
@@ -569,7 +594,7 @@ class EmbeddedStack:
                     if os.getpgid(process.pid) == process.pid:
                         groups.add(process.pid)
             for pid in groups:
-                _stop_group(pid)
+                _stop_group(pid, STOP_SIGNALS.get(service, signal.SIGTERM))
             if groups:
                 stopped.append(service)
             self._record_file(service).unlink(missing_ok=True)
@@ -713,11 +738,12 @@ class EmbeddedStack:
         return objects, total
 
 
-def _stop_group(pid: int) -> None:
-    """SIGTERM the process group led by ``pid`` (the service's own session), SIGKILL after 15 s."""
+def _stop_group(pid: int, stop_signal: signal.Signals = signal.SIGTERM) -> None:
+    """Send ``stop_signal`` to the process group led by ``pid`` (the service's own session), SIGKILL
+    after 15 s."""
     try:
         process = psutil.Process(pid)
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, stop_signal)
         process.wait(STOP_TIMEOUT_S)
     except psutil.TimeoutExpired:
         os.killpg(pid, signal.SIGKILL)
@@ -865,6 +891,7 @@ def _ports_in_env_file(written: dict[str, str]) -> dict[str, int]:
         "clickhouse": int(written["CLICKHOUSE_PORT"]),
         "s3": int(written["S3_ENDPOINT_URL"].rsplit(":", 1)[1]),
         "airbyte": int(written["AIRBYTE_API_URL"].rsplit(":", 1)[1].split("/")[0]),
+        **({"postgres": int(written["PRODUCT_DB_PORT"])} if "PRODUCT_DB_PORT" in written else {}),
     }
 
 

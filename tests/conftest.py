@@ -14,6 +14,7 @@ from devstack.sample_data.generate import SampleSummary, generate_sample
 from devstack.stack import (
     ARCHIVE_BUCKET,
     ARCHIVE_PREFIX,
+    SERVICES,
     EmbeddedStack,
     free_port,
     s3_client,
@@ -53,9 +54,7 @@ def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedde
     Stopped (every process) at the end of the session, and the environment restored.
     """
     directory: Path = tmp_path_factory.mktemp("embedded")
-    stack = EmbeddedStack.at(
-        directory, {"clickhouse": free_port(), "s3": free_port(), "airbyte": free_port()}
-    )
+    stack = EmbeddedStack.at(directory, {service: free_port() for service in SERVICES})
     saved = dict(os.environ)
     os.environ["EMBEDDED_STACK_DIR"] = str(directory)
     os.environ["EMBEDDED_STACK_ENV_FILE"] = str(stack.env_file)

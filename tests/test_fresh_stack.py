@@ -18,7 +18,15 @@ import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from devstack.sample_data.generate import generate_sample
-from devstack.stack import ARCHIVE_BUCKET, ARCHIVE_PREFIX, EmbeddedStack, free_port, s3_client, upload_folder
+from devstack.stack import (
+    ARCHIVE_BUCKET,
+    ARCHIVE_PREFIX,
+    SERVICES,
+    EmbeddedStack,
+    free_port,
+    s3_client,
+    upload_folder,
+)
 
 DAY = date(2026, 3, 2)
 CS_MODELS = ("int_cs__organization_systems", "account_health_daily", "account_system_matches")
@@ -27,9 +35,7 @@ CS_MODELS = ("int_cs__organization_systems", "account_health_daily", "account_sy
 @pytest.fixture(scope="module")
 def fresh_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     directory: Path = tmp_path_factory.mktemp("fresh")
-    stack = EmbeddedStack.at(
-        directory, {"clickhouse": free_port(), "s3": free_port(), "airbyte": free_port()}
-    )
+    stack = EmbeddedStack.at(directory, {service: free_port() for service in SERVICES})
     saved = dict(os.environ)
     try:
         os.environ.update(stack.start())

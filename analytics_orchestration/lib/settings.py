@@ -38,6 +38,11 @@ SETTINGS_VARIABLES: dict[str, str] = {
     "SEGMENT_ARCHIVE_BUCKET": "bucket holding Segment's S3 destination archive",
     "SEGMENT_ARCHIVE_PREFIX": "key prefix of the archive, normally segment-logs",
     "SEGMENT_SOURCE_ID": "Segment source id, the folder under the prefix",
+    "PRODUCT_DB_HOST": "product database (PostgreSQL) host name, as ClickHouse reaches it",
+    "PRODUCT_DB_PORT": "product database port, normally 5432",
+    "PRODUCT_DB_NAME": "product database name",
+    "PRODUCT_DB_USER": "product database user: SELECT on the declared tables, REPLICATION for CDC",
+    "PRODUCT_DB_PASSWORD": "product database password (secret)",
 }
 
 # First daily partition of the Segment events (UTC). Two years of history by default.

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from analytics_orchestration.lib.partitions import received_day_folder
-from devstack.stack import ARCHIVE_BUCKET, EmbeddedStack, free_port, s3_client
+from devstack.stack import ARCHIVE_BUCKET, SERVICES, EmbeddedStack, free_port, s3_client
 from tests.conftest import environment_without_stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def demo_stack(tmp_path_factory):
     """A stack of its own (so the demo's days never mix with other tests' tables), left to the demo."""
     directory = tmp_path_factory.mktemp("demo_stack")
-    stack = EmbeddedStack.at(directory, {name: free_port() for name in ("clickhouse", "s3", "airbyte")})
+    stack = EmbeddedStack.at(directory, {name: free_port() for name in SERVICES})
     stack.start()
     yield stack
     stack.stop()

@@ -72,6 +72,7 @@ def test_two_stacks_run_side_by_side_on_chosen_ports_and_outlive_the_start_comma
         EMBEDDED_CLICKHOUSE_PORT=str(second_ports["clickhouse"]),
         EMBEDDED_S3_PORT=str(second_ports["s3"]),
         EMBEDDED_AIRBYTE_PORT=str(second_ports["airbyte"]),
+        EMBEDDED_POSTGRES_PORT=str(second_ports["postgres"]),
     )
     first = EmbeddedStack.at(tmp_path / "first")  # ports as written by the start below
     second = EmbeddedStack.at(tmp_path / "second")
@@ -94,7 +95,7 @@ def test_two_stacks_run_side_by_side_on_chosen_ports_and_outlive_the_start_comma
     assert "Contents" not in listed  # two stores, not one
 
     status = _devstack(first_env, "stack", "status")
-    assert status.stdout.count("running, pid") == 3, status.stdout
+    assert status.stdout.count("running, pid") == len(SERVICES), status.stdout
 
     for env in (first_env, second_env):
         stopped = _devstack(env, "stack", "stop")

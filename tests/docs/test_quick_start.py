@@ -19,7 +19,15 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 from analytics_orchestration.lib.asset_keys import SEGMENT_EVENTS_KEY
 from analytics_orchestration.lib.partitions import received_day_folder
-from devstack.stack import ARCHIVE_BUCKET, ARCHIVE_PREFIX, SOURCE_ID, free_port, read_env_file, s3_client
+from devstack.stack import (
+    ARCHIVE_BUCKET,
+    ARCHIVE_PREFIX,
+    PORT_VARIABLES,
+    SOURCE_ID,
+    free_port,
+    read_env_file,
+    s3_client,
+)
 from tests.docs.commands import ROOT, clean_environment, documented, filled, run_block
 from tests.segment.archive import archive_lines_loaded, random_days, write_archive
 
@@ -38,6 +46,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         EMBEDDED_CLICKHOUSE_PORT=str(free_port()),
         EMBEDDED_S3_PORT=str(free_port()),
         EMBEDDED_AIRBYTE_PORT=str(free_port()),
+        EMBEDDED_POSTGRES_PORT=str(free_port()),
     )
     yield env
     run_block(".venv/bin/devstack stack stop", env, timeout=120)
@@ -122,6 +131,6 @@ def test_stack_start_status_stop(env):
     result = run_block(documented("docs/embedded-stack.md", ".venv/bin/devstack stack start"), env)
     assert result.returncode == 0, _failure(result)
     assert "running" in result.stdout and "stopped" in result.stdout, _failure(result)
-    for variable in ("EMBEDDED_CLICKHOUSE_PORT", "EMBEDDED_S3_PORT", "EMBEDDED_AIRBYTE_PORT"):
+    for variable in PORT_VARIABLES.values():
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", int(env[variable]))) != 0, f"{variable} still answers"

@@ -79,6 +79,7 @@ from devstack.sample_data.generate import generate_sample
 from devstack.stack import (
     ARCHIVE_BUCKET,
     ARCHIVE_PREFIX,
+    SERVICES,
     SOURCE_ID,
     EmbeddedStack,
     free_port,
@@ -158,9 +159,7 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevUI]:
         )
     _clear_artifacts()
     directory = tmp_path_factory.mktemp("ui")
-    stack = EmbeddedStack.at(
-        directory / "stack", {name: free_port() for name in ("clickhouse", "s3", "airbyte")}
-    )
+    stack = EmbeddedStack.at(directory / "stack", {name: free_port() for name in SERVICES})
     home = directory / "dagster_home"
     home.mkdir()
     settings = yaml.safe_load((ROOT / "dagster.yaml").read_text()) or {}
