@@ -1,17 +1,15 @@
 """The product database's tables as ``ingestion_configs/postgres/product_db.yaml`` declares them.
 
-One file declares the PostgreSQL schema read, the ClickHouse databases written (``clickhouse_database``
-for the tables dbt reads, ``cdc_database`` for the MaterializedPostgreSQL replica), the cadence of
-the snapshots and exports, the replication-lag SLO, and per table: the ingestion path (``cdc`` or
-``snapshot``), the primary key, an optional cursor column (incremental snapshot of an append-only
-table), the PII columns and the declared columns in ClickHouse types. See the YAML's header for
-what each path does.
+One file declares the PostgreSQL schema read, the ClickHouse database written (``clickhouse_database``,
+the tables dbt reads), the cadence of the snapshots and exports, and per table: the ingestion path
+(``snapshot``, the only one built so far), the primary key, an optional cursor column (incremental
+snapshot of an append-only table), the PII columns and the declared columns in ClickHouse types.
+See the YAML's header for what each path does.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -24,7 +22,7 @@ from analytics_orchestration.lib.ingestion_config import INGESTION_CONFIGS_DIR
 
 PRODUCT_DB_CONFIG = INGESTION_CONFIGS_DIR / "postgres" / "product_db.yaml"
 
-Ingestion = Literal["cdc", "snapshot"]
+Ingestion = Literal["snapshot"]
 # What a declared ClickHouse type may hold (it is written into DDL): names, digits, parentheses,
 # commas, spaces and quoted time zones such as DateTime64(6, 'UTC').
 _TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\([A-Za-z0-9_(), '/]*\))?")
@@ -69,11 +67,8 @@ class ProductTable(BaseModel):
         nullable_key = [c for c in self.primary_key if self.columns[c].startswith("Nullable(")]
         if nullable_key:
             raise ValueError(f"primary_key columns {nullable_key} cannot be Nullable")
-        if self.cursor_column is not None:
-            if self.cursor_column not in self.columns:
-                raise ValueError(f"cursor_column {self.cursor_column!r} is not a declared column")
-            if self.ingestion != "snapshot":
-                raise ValueError("cursor_column applies to ingestion: snapshot only")
+        if self.cursor_column is not None and self.cursor_column not in self.columns:
+            raise ValueError(f"cursor_column {self.cursor_column!r} is not a declared column")
         return self
 
 
@@ -84,14 +79,10 @@ class ProductDbConfig(BaseModel):
 
     postgres_schema: str
     clickhouse_database: str
-    cdc_database: str
     cadence: Cadence
-    replication_lag_slo_minutes: float = Field(default=5, gt=0)
     tables: tuple[ProductTable, ...] = Field(min_length=1)
 
-    _check_names = field_validator("postgres_schema", "clickhouse_database", "cdc_database")(
-        validate_identifier
-    )
+    _check_names = field_validator("postgres_schema", "clickhouse_database")(validate_identifier)
 
     @field_validator("tables")
     @classmethod
@@ -101,14 +92,6 @@ class ProductDbConfig(BaseModel):
         if duplicated:
             raise ValueError(f"tables declared twice: {duplicated}")
         return tables
-
-    @property
-    def replication_lag_slo(self) -> timedelta:
-        return timedelta(minutes=self.replication_lag_slo_minutes)
-
-    def tables_by(self, ingestion: Ingestion) -> tuple[ProductTable, ...]:
-        """The tables whose path is ``ingestion``, in the file's order."""
-        return tuple(t for t in self.tables if t.ingestion == ingestion)
 
     def table(self, name: str) -> ProductTable:
         """The table called ``name``.
