@@ -154,7 +154,8 @@ def _generate_sample(start: date, days: int, events_per_day: int, seed: int, seg
     uploaded to ``s3://segment-archive/segment-logs/``, replacing objects at the same keys. Without
     it (an existing archive is used), only the Stripe records for the embedded Airbyte are kept: the
     sample dir holds no ``segment-logs/``, so no generated Segment file can reach S3, now or at a
-    later ``stack start``.
+    later ``stack start``. Either way the stack's product database (PostgreSQL) gets the same company's
+    rows, replacing what it held.
     """
     from devstack.sample_data.generate import generate_sample
 
@@ -162,7 +163,7 @@ def _generate_sample(start: date, days: int, events_per_day: int, seed: int, seg
     shutil.rmtree(stack.sample_dir, ignore_errors=True)  # the sample is exactly what this run generates
     generate = partial(
         generate_sample, start=start, days=days, events_per_day=events_per_day, seed=seed,
-        segment_source_id=SOURCE_ID,
+        segment_source_id=SOURCE_ID, product_db_env=dict(os.environ),
     )  # fmt: skip
     if segment:
         summary = generate(stack.sample_dir)
@@ -172,6 +173,7 @@ def _generate_sample(start: date, days: int, events_per_day: int, seed: int, seg
             stack.sample_dir.mkdir()
             (Path(scratch) / stack.airbyte_source_dir.name).rename(stack.airbyte_source_dir)
     print(f"sample: {summary.days[0]}..{summary.days[-1]}, Stripe records {summary.stripe_records}")
+    print(f"sample: product database rows {summary.product_rows}")
     record_segment_start(stack, summary.days[0])
     if not segment:
         return
@@ -400,7 +402,9 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--seed", type=int, default=7)
 
-    sample = sub.add_parser("sample", help="generate sample input into the embedded S3")
+    sample = sub.add_parser(
+        "sample", help="generate sample input into the embedded S3, Airbyte and product database"
+    )
     days_options(sample)
     sample.set_defaults(func=cmd_sample)
     upload = sub.add_parser("upload-archive", help="copy a local Segment archive folder into S3")

@@ -13,6 +13,9 @@ Same arguments and seed give byte-identical files. Output under ``out_dir``:
   generator fails before anything is written. All of them describe the same simulated company
   (:mod:`.company`) as of the end of the last day; :mod:`.evolve` changes the files between syncs.
 
+With ``product_db_env`` (a stack's settings), the product database's tables are replaced with the same
+company's rows as of the end of the last day (:mod:`.product_db`, which also changes them between runs).
+
 Memory stays bounded by one day's call columns plus one hour's lines; at 1,000,000 calls a day that
 is a few hundred MB.
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +36,7 @@ import numpy as np
 from analytics_orchestration.lib.ingestion_config import ConnectionConfig, load_connection_configs
 from devstack.airbyte_server import source_file
 
-from . import salesforce, stripe, zendesk_support
+from . import product_db, salesforce, stripe, zendesk_support
 from .behaviour import simulate_day
 from .company import Company, build_company, day_start_ms
 from .segment import write_day
@@ -72,13 +75,14 @@ SAMPLE_SOURCES: dict[str, SampleSource] = {
 class SampleSummary:
     """What :func:`generate_sample` wrote: received days (UTC dates), archive files and lines (lines
     include duplicate deliveries and malformed lines), and per Airbyte connection name the records
-    (rows) per stream, in the YAML's order."""
+    (rows) per stream, in the YAML's order; rows per product database table if it was written."""
 
     days: list[datetime.date]
     segment_files: int
     segment_lines: int
     airbyte_records: dict[str, dict[str, int]]
     out_dir: Path
+    product_rows: dict[str, int] = field(default_factory=dict)
 
     @property
     def stripe_records(self) -> dict[str, int]:
@@ -126,6 +130,7 @@ def generate_sample(
     seed: int = 7,
     segment_source_id: str = "analytics_app",
     connections: Sequence[ConnectionConfig] | None = None,
+    product_db_env: dict[str, str] | None = None,
 ) -> SampleSummary:
     """Write ``days`` received days of Segment archive from ``start`` and, for each Airbyte connection,
     its streams' source records as of the end of the last day (UTC) into ``out_dir``; return what was
@@ -133,7 +138,9 @@ def generate_sample(
 
     ``connections`` defaults to the YAML files in ``analytics_orchestration/ingestion_configs/``. A source
     type or stream without a generator raises ``ValueError`` (see :func:`airbyte_source_files`) before any
-    file is written.
+    file is written. With ``product_db_env`` (a stack's settings: ``PRODUCT_DB_*`` and
+    ``EMBEDDED_POSTGRES_PASSWORD``), the product database's rows are replaced with the company's
+    (:func:`.product_db.write_product_db`).
 
     ``events_per_day`` is the approximate number of archive lines on a weekday (weekends have about
     35% of that); the user base is derived from it (about 20 calls per active user-day). Time and
@@ -159,7 +166,8 @@ def generate_sample(
         files += result.files
         lines += result.lines
     records = {config.name: source.write(company, seed, config, paths) for config, source, paths in airbyte}
-    return SampleSummary(written_days, files, lines, records, out_dir)
+    product = {} if product_db_env is None else product_db.write_product_db(product_db_env, company, seed)
+    return SampleSummary(written_days, files, lines, records, out_dir, product)
 
 
 def main(argv: list[str] | None = None) -> None:
