@@ -1,10 +1,11 @@
 """``devstack``: the embedded stack, sample data and the main job from one command.
 
 Commands:
-    stack start|stop|status   the embedded ClickHouse, S3 and Airbyte services
+    stack start|stop|status   the embedded ClickHouse, S3, Airbyte and PostgreSQL services
     prepare                   parse the dbt project (writes its target/manifest.json in
                               analytics_orchestration/dbt_project/)
     sample                    generate sample input and upload its Segment archive to S3
+    evolve [--steps N]        change the product database as time passes (signups, plan changes...)
     upload-archive FOLDER     copy a local folder of Segment archive files into S3
     demo                      stack + sample (or an existing archive) + main job, then a summary
     dev                       stack + ``dagster dev`` on 127.0.0.1 (Ctrl-C stops both)
@@ -209,6 +210,29 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+# The number of evolve steps applied to the product database since the sample was generated (the
+# sample directory is replaced by each `sample` / `demo`, which restarts the count).
+EVOLVE_STEPS_FILE = "product_db_evolve_steps"
+
+
+def cmd_evolve(args: argparse.Namespace) -> int:
+    """Apply ``--steps`` steps of time passing to the product database (signups, upgrades,
+    downgrades, cancellations, deletions, flag toggles; ``evolve_product_db``), numbered on from the
+    steps already applied to this sample, and print what each changed."""
+    from devstack.sample_data.product_db import evolve_product_db
+
+    stack = _stack()
+    _start_stack()
+    counter = stack.sample_dir / EVOLVE_STEPS_FILE
+    done = int(counter.read_text()) if counter.is_file() else 0
+    for step in range(done + 1, done + args.steps + 1):
+        changes = evolve_product_db(dict(os.environ), args.seed, step)
+        stack.sample_dir.mkdir(parents=True, exist_ok=True)
+        counter.write_text(str(step))
+        print(f"evolve: step {step}: {', '.join(f'{kind} {n}' for kind, n in changes.items())}")
+    return 0
+
+
 def cmd_upload_archive(args: argparse.Namespace) -> int:
     _start_stack()
     bucket = args.bucket or os.environ["SEGMENT_ARCHIVE_BUCKET"]
@@ -407,6 +431,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     days_options(sample)
     sample.set_defaults(func=cmd_sample)
+    evolve = sub.add_parser("evolve", help="change the product database as time passes")
+    evolve.add_argument("--steps", type=int, default=1, help="steps to apply (default 1)")
+    evolve.add_argument("--seed", type=int, default=7)
+    port_options(evolve)
+    evolve.set_defaults(func=cmd_evolve)
     upload = sub.add_parser("upload-archive", help="copy a local Segment archive folder into S3")
     upload.add_argument("folder", help="folder laid out as <source-id>/<received-day>/<file>.gz")
     upload.add_argument("--bucket", help="default: SEGMENT_ARCHIVE_BUCKET")

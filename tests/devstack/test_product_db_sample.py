@@ -238,3 +238,18 @@ def test_evolve_steps(env: dict[str, str], company: Company) -> None:
     assert _dump(env) == before
     assert evolve_product_db(env, SEED, 1) == summary
     assert _dump(env) == after
+
+
+def test_devstack_evolve_numbers_its_steps_on_and_changes_the_product_database(embedded_stack):
+    from devstack.cli import EVOLVE_STEPS_FILE, main
+
+    env = dict(os.environ)
+    write_product_db(env, build_company(datetime.date(2026, 3, 2), 3, 2_000, 3), 3)
+    counter = embedded_stack.sample_dir / EVOLVE_STEPS_FILE
+    counter.unlink(missing_ok=True)
+    before = _dump(env)
+    assert main(["evolve", "--steps", "2", "--seed", "3"]) == 0
+    assert counter.read_text() == "2"
+    assert _dump(env) != before
+    assert main(["evolve", "--seed", "3"]) == 0
+    assert counter.read_text() == "3"
