@@ -45,6 +45,7 @@ def test_each_feature_ends_in_its_own_defs_and_imports_no_other_feature() -> Non
         "maintenance",
         "alerts",
         "jobs",
+        "product_db",
     }
     for feature in FEATURES:
         definitions = feature / "definitions.py"
