@@ -15,8 +15,8 @@ snapshot:
 
 A failure in steps 1-2 (PostgreSQL unreachable, table missing, column changed, copy interrupted)
 leaves ``t`` as it was; the loading table is dropped either way. An incremental re-run copies no row
-twice: the cursor starts above the rows already attached, and the primary key is the table's sort key
-(``FINAL`` collapses a row copied twice by a crash between attaching and reading the cursor).
+twice: the cursor is read from ``t`` itself, so it starts above every row already attached; and the
+primary key is the sort key of a ``ReplacingMergeTree``, so ``FINAL`` reads one row per key regardless.
 """
 
 from __future__ import annotations
