@@ -1,12 +1,12 @@
 """The code location: the features of ``defs/`` loaded as Dagster loads a ``defs`` folder, then the
 policies that cut across them.
 
-Each folder of ``defs/`` (``resources``, ``segment``, ``airbyte``, ``dbt``, ``maintenance``,
-``alerts``, ``jobs``) ends in a ``definitions.py`` whose ``defs`` is loaded (``dg list defs`` lists
-them; ``dg check defs`` checks them). Here they are given: a freshness policy on every asset from its
-cadence, and a partition freshness check on every partitioned one (``lib/freshness.py``); a code
-reference from every asset to its source file (the UI links to it); ``main_job`` over everything but
-those checks and the maintenance; and the in-process executor.
+Each folder of ``defs/`` (``resources``, ``segment``, ``airbyte``, ``product_db``, ``dbt``,
+``maintenance``, ``alerts``, ``jobs``) ends in a ``definitions.py`` whose ``defs`` is loaded (``dg list
+defs`` lists them; ``dg check defs`` checks them). Here they are given: a freshness policy on every
+asset from its cadence, and a partition freshness check on every partitioned one (``lib/freshness.py``);
+a code reference from every asset to its source file (the UI links to it); ``main_job`` over
+everything but those checks and the maintenance; and the in-process executor.
 
 The folder is loaded from the ``analytics_orchestration.defs`` module with ``ComponentTree.from_module``,
 the loader behind ``load_from_defs_folder``: that function finds the module through ``[tool.dg]`` in

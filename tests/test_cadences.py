@@ -110,6 +110,21 @@ def test_segment_schedules_request_the_received_day(name: str, when: datetime, p
     )
 
 
+@pytest.mark.parametrize(
+    ("when", "partition"),
+    [
+        (datetime(2026, 3, 8, 3, 0, tzinfo=LA), "2026-03-07"),
+        (datetime(2026, 11, 1, 2, 0, tzinfo=LA), "2026-10-31"),
+    ],
+)
+def test_the_product_db_snapshot_schedule_requests_the_day_before(when: datetime, partition: str) -> None:
+    [request] = evaluate("product_db_snapshot_schedule", when)
+    assert request.partition_key == partition
+    assert partition in defs.get_job_def("product_db_snapshot_job").partitions_def.get_partition_keys(
+        current_time=when
+    )
+
+
 def test_every_schedule_is_in_los_angeles_at_its_cadence() -> None:
     expected = {
         "segment_hourly_schedule": ("hourly", "segment_daily_job"),
@@ -118,6 +133,7 @@ def test_every_schedule_is_in_los_angeles_at_its_cadence() -> None:
         "salesforce_sync_job_schedule": ("weekly", "salesforce_sync_job"),
         "zendesk_support_sync_job_schedule": ("weekly", "zendesk_support_sync_job"),
         f"{WEEKLY_JOB}_schedule": ("weekly", WEEKLY_JOB),
+        "product_db_snapshot_schedule": ("daily", "product_db_snapshot_job"),
     }
     schedules = {s.name: s for s in defs.schedules}
     assert set(schedules) == set(expected)

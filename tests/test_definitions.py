@@ -34,7 +34,11 @@ def test_clickhouse_loads_and_dbt_run_in_limited_pools():
     graph = _graph()
     for key in graph.get_all_asset_keys():
         assets_def = graph.assets_def_for_key(key)
-        if key.path[:2] in (["segment", "raw_segment"], ["airbyte", "raw_stripe"]):
+        if key.path[:2] in (
+            ["segment", "raw_segment"],
+            ["airbyte", "raw_stripe"],
+            ["product_db", "raw_product"],
+        ):
             assert assets_def.op.pool == CLICKHOUSE_LOAD_POOL, key
         elif key.path[0] == "dbt":
             assert assets_def.op.pool == DBT_POOL, key

@@ -29,6 +29,11 @@ def airbyte_table_key(database: str, stream: str) -> AssetKey:
     return table_key("airbyte", database, stream)
 
 
+def product_db_table_key(database: str, table: str) -> AssetKey:
+    """``product_db/<database>/<table>``: the ClickHouse table a product database table is read into."""
+    return table_key("product_db", database, table)
+
+
 def dbt_model_key(default: AssetKey) -> AssetKey:
     """``dbt/<dagster-dbt's default key>``, e.g. ``dbt/marts/daily_active_users``."""
     return default.with_prefix("dbt")

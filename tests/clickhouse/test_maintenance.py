@@ -188,7 +188,7 @@ def test_definitions_key_group_cadence_and_check():
 
 def test_project_databases_are_the_raw_and_dbt_ones():
     databases = set(project_databases())
-    assert {"raw_segment", "raw_stripe", "raw_salesforce", "raw_zendesk_support"} <= databases
+    assert {"raw_segment", "raw_stripe", "raw_salesforce", "raw_zendesk_support", "raw_product"} <= databases
     assert {"staging", "intermediate", "marts"} <= databases
     assert not databases & {"system", "information_schema", "INFORMATION_SCHEMA", "dbt_test__audit"}
 

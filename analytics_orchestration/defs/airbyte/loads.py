@@ -30,7 +30,6 @@ loading table is synced on every replica before step 4 (``analytics_orchestratio
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from analytics_orchestration.lib.clickhouse.errors import one_line
 from analytics_orchestration.lib.clickhouse.loads import loading_table, swap_in
 from analytics_orchestration.lib.clickhouse.metadata import table_columns
 from analytics_orchestration.lib.clickhouse.s3 import S3Object, S3Source, run_with_source
+from analytics_orchestration.lib.clickhouse.types import type_family
 from analytics_orchestration.lib.identifiers import validate_identifier
 from analytics_orchestration.lib.ingestion_config import StreamConfig
 
@@ -57,17 +57,6 @@ METADATA_COLUMNS: dict[str, str] = {
     "change Nullable(String), reason Nullable(String))))",
     "_airbyte_generation_id": "Nullable(Int64)",
 }
-
-# Type families: a column may change width or nullability between files (Int32 -> Int64,
-# DateTime64(3) -> DateTime64(6)) but not family.
-_FAMILIES = (
-    ("string", re.compile(r"^(String|FixedString|Enum)")),
-    ("integer", re.compile(r"^U?Int\d+$")),
-    ("number", re.compile(r"^(Float\d+|Decimal)")),
-    ("boolean", re.compile(r"^Bool$")),
-    ("date", re.compile(r"^Date(32)?$")),
-    ("timestamp", re.compile(r"^DateTime")),
-)
 
 
 class SchemaChangeError(ValueError):
@@ -89,21 +78,6 @@ class LoadResult:
     added_columns: tuple[str, ...]
     table_rows: int
     skipped: bool
-
-
-def type_family(clickhouse_type: str) -> str:
-    """``clickhouse_type`` without Nullable/LowCardinality, reduced to a family name (``integer``,
-    ``timestamp``...), or the bare type itself for composite types (Tuple, Array, Map)."""
-    bare = clickhouse_type.strip()
-    while True:
-        match = re.fullmatch(r"(?:Nullable|LowCardinality)\((.*)\)", bare, flags=re.S)
-        if match is None:
-            break
-        bare = match.group(1).strip()
-    for family, pattern in _FAMILIES:
-        if pattern.match(bare):
-            return family
-    return re.sub(r"\s*([(),])\s*", r"\1", re.sub(r"\s+", " ", bare))
 
 
 def nullable(clickhouse_type: str) -> str:

@@ -43,6 +43,7 @@ from analytics_orchestration.lib.clickhouse.resource import CLICKHOUSE_LOAD_POOL
 from analytics_orchestration.lib.dbt_project import dbt_manifest
 from analytics_orchestration.lib.identifiers import qualified
 from analytics_orchestration.lib.ingestion_config import load_connection_configs
+from analytics_orchestration.lib.product_db_config import load_product_db_config
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ def is_transient(table: str) -> bool:
 
 def project_databases() -> list[str]:
     """The ClickHouse databases this code location writes, sorted: Segment's ``raw_segment``, each
-    Airbyte connection's ``clickhouse_database`` (``analytics_orchestration/ingestion_configs/``), and every
+    Airbyte connection's ``clickhouse_database`` (``analytics_orchestration/ingestion_configs/``), the product
+    database's snapshots' ``raw_product`` (``ingestion_configs/postgres/product_db.yaml``), and every
     database the dbt project reads as a source or builds models, seeds or snapshots in (its manifest; the
     schema macro makes a model's ``+schema`` its database as written). dbt's test-failure schema is left out.
 
@@ -93,7 +95,8 @@ def project_databases() -> list[str]:
     }
     sources = {source["schema"] for source in manifest.get("sources", {}).values()}
     airbyte = {config.clickhouse_database for config in load_connection_configs()}
-    return sorted(({SEGMENT_DATABASE} | airbyte | built | sources) - set(SYSTEM_DATABASES))
+    product = load_product_db_config().clickhouse_database
+    return sorted(({SEGMENT_DATABASE, product} | airbyte | built | sources) - set(SYSTEM_DATABASES))
 
 
 def _databases_in_scope(databases: list[str] | None) -> list[str]:

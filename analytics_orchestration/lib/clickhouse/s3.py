@@ -7,11 +7,22 @@ resource's ``endpoint_url`` (``<endpoint>/<bucket>/<key>``), which ``S3_ENDPOINT
 """
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 from urllib.parse import quote
 
 from clickhouse_connect.driver.client import Client
 from dagster_aws.s3 import S3Resource
+
+
+class TableFunctionSource(Protocol):
+    """A ClickHouse table function whose arguments are query parameters: ``sql`` names them,
+    ``parameters`` holds their values (credentials among them)."""
+
+    @property
+    def sql(self) -> str: ...
+
+    @property
+    def parameters(self) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,7 @@ class S3Source:
         }
 
 
-def run_with_source(client: Client, statement: str, source: S3Source, **parameters: str) -> None:
+def run_with_source(client: Client, statement: str, source: TableFunctionSource, **parameters: str) -> None:
     """Run ``statement`` (which reads ``source.sql``) with the source's and ``parameters``' values
     bound server-side, sent in the request body.
 
