@@ -23,7 +23,7 @@ from devstack.stack import (
 
 SAMPLE_START = date(2026, 3, 2)
 SAMPLE_DAYS = 3
-STACK_VARIABLE_PREFIXES = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "EMBEDDED_")
+STACK_VARIABLE_PREFIXES = ("CLICKHOUSE_", "AIRBYTE_", "SEGMENT_", "S3_", "AWS_", "EMBEDDED_", "PRODUCT_DB_")
 """The settings a stack writes (and the session's stack put in ``os.environ``)."""
 
 

@@ -34,6 +34,11 @@ def product_db_table_key(database: str, table: str) -> AssetKey:
     return table_key("product_db", database, table)
 
 
+def product_db_export_key(table: str) -> AssetKey:
+    """``product_db/exports/<table>``: a product table's daily Parquet exports in S3."""
+    return AssetKey(["product_db", "exports", table])
+
+
 def dbt_model_key(default: AssetKey) -> AssetKey:
     """``dbt/<dagster-dbt's default key>``, e.g. ``dbt/marts/daily_active_users``."""
     return default.with_prefix("dbt")

@@ -17,9 +17,9 @@ from analytics_orchestration.defs.product_db.exports import (
     build_export_asset,
     build_restore_job,
     export_object_key,
-    product_table_sql,
 )
-from analytics_orchestration.lib.asset_keys import table_key
+from analytics_orchestration.defs.product_db.loads import table_sql
+from analytics_orchestration.lib.asset_keys import product_db_table_key
 from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
 from analytics_orchestration.lib.product_db_config import load_product_db_config
 from tests.conftest import stack_clickhouse
@@ -64,7 +64,7 @@ def organizations_table(embedded_stack):
     table = CONFIG.table("organizations")
     client.command(f"CREATE DATABASE IF NOT EXISTS {CONFIG.clickhouse_database}")
     client.command(f"DROP TABLE IF EXISTS {CONFIG.clickhouse_database}.organizations")
-    client.command(product_table_sql(CONFIG.clickhouse_database, "organizations", table))
+    client.command(table_sql(CONFIG.clickhouse_database, "organizations", table))
     client.insert(
         f"{CONFIG.clickhouse_database}.organizations", _organizations(), column_names=list(table.columns)
     )
@@ -78,7 +78,7 @@ def _table_rows(client) -> list[tuple]:
 def test_export_then_restore_rebuilds_the_table_as_it_was_exported(organizations_table):
     client = organizations_table
     table = CONFIG.table("organizations")
-    asset = build_export_asset(CONFIG, table, table_key("product_db", CONFIG.clickhouse_database, table.name))
+    asset = build_export_asset(CONFIG, table, product_db_table_key(CONFIG.clickhouse_database, table.name))
     instance = DagsterInstance.ephemeral()
     for _ in range(2):  # a re-run replaces the day's file
         result = materialize(

@@ -1,6 +1,6 @@
-"""The product database's snapshot path: per ``snapshot`` table of
-``ingestion_configs/postgres/product_db.yaml`` a daily asset copying it into ClickHouse, a job over
-them, and its schedule at the file's cadence (the ``cdc`` tables are not built here)."""
+"""The product database: per table of ``ingestion_configs/postgres/product_db.yaml`` a daily asset
+copying it into ClickHouse and a daily Parquet export of it to S3 (the failsafe copy), a job over
+them with its schedule at the file's cadence, and the job restoring the tables from an export."""
 
 from datetime import timedelta, timezone
 
@@ -15,16 +15,26 @@ from dagster import (
 )
 
 from analytics_orchestration.defs.product_db.assets import build_snapshot_asset
+from analytics_orchestration.defs.product_db.exports import (
+    ExportBucketResource,
+    build_export_asset,
+    build_restore_job,
+)
 from analytics_orchestration.defs.product_db.resource import ProductDbResource
+from analytics_orchestration.lib.asset_keys import product_db_table_key
 from analytics_orchestration.lib.cadences import CADENCES, SCHEDULE_TIMEZONE
 from analytics_orchestration.lib.product_db_config import load_product_db_config
 
 config = load_product_db_config()
-snapshot_assets = [build_snapshot_asset(config, table) for table in config.tables_by("snapshot")]
+snapshot_assets = [build_snapshot_asset(config, table) for table in config.tables]
+export_assets = [
+    build_export_asset(config, table, product_db_table_key(config.clickhouse_database, table.name))
+    for table in config.tables
+]
 product_db_snapshot_job = define_asset_job(
     "product_db_snapshot_job",
-    selection=AssetSelection.assets(*snapshot_assets),
-    description="Snapshots of the product database's snapshot tables into ClickHouse.",
+    selection=AssetSelection.assets(*snapshot_assets, *export_assets),
+    description="Snapshots of the product database's tables into ClickHouse, then their Parquet exports.",
 )
 
 
@@ -40,8 +50,8 @@ def product_db_snapshot_schedule(context: ScheduleEvaluationContext) -> RunReque
 
 
 defs = Definitions(
-    assets=snapshot_assets,
-    jobs=[product_db_snapshot_job],
+    assets=[*snapshot_assets, *export_assets],
+    jobs=[product_db_snapshot_job, build_restore_job(config)],
     schedules=[product_db_snapshot_schedule],
     resources={
         "product_db": ProductDbResource(
@@ -51,5 +61,6 @@ defs = Definitions(
             user=EnvVar("PRODUCT_DB_USER"),
             password=EnvVar("PRODUCT_DB_PASSWORD"),
         ),
+        "product_db_exports": ExportBucketResource(bucket=EnvVar("S3_BUCKET")),
     },
 )

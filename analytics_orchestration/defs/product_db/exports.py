@@ -13,6 +13,7 @@ unreadable file fails naming the table and the key, and leaves that table as it 
 """
 
 import time
+import warnings
 from datetime import date
 
 from clickhouse_connect.driver.client import Client
@@ -20,6 +21,8 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    BackfillPolicy,
+    BetaWarning,
     Config,
     ConfigurableResource,
     Failure,
@@ -32,7 +35,10 @@ from dagster import (
 )
 from dagster_aws.s3 import S3Resource
 
+from analytics_orchestration.defs.product_db.loads import table_sql
+from analytics_orchestration.lib.asset_keys import product_db_export_key
 from analytics_orchestration.lib.cadences import CADENCE_TAG
+from analytics_orchestration.lib.clickhouse.cluster import SINGLE_SERVER, ClusterTopology
 from analytics_orchestration.lib.clickhouse.errors import one_line
 from analytics_orchestration.lib.clickhouse.loads import loading_table, swap_in
 from analytics_orchestration.lib.clickhouse.resource import CLICKHOUSE_LOAD_POOL, ClickHouseResource
@@ -47,11 +53,6 @@ class ExportBucketResource(ConfigurableResource):
     """The bucket the exports go to (``S3_BUCKET``, the landing bucket)."""
 
     bucket: str
-
-
-def export_key(table: str) -> AssetKey:
-    """``product_db/exports/<table>``: the table's daily Parquet files in S3."""
-    return AssetKey(["product_db", "exports", table])
 
 
 def export_object_key(table: str, day: date) -> str:
@@ -89,20 +90,18 @@ def export_table(
     return key, rows
 
 
-def product_table_sql(database: str, name: str, table: ProductTable) -> str:
-    """``CREATE TABLE database.name`` with the table's declared columns, ReplacingMergeTree ordered by
-    its primary key (one row per key)."""
-    columns = ", ".join(f"`{column}` {kind}" for column, kind in table.columns.items())
-    order_by = ", ".join(f"`{column}`" for column in table.primary_key)
-    return f"CREATE TABLE {database}.{name} ({columns}) ENGINE = ReplacingMergeTree ORDER BY ({order_by})"
-
-
 class ExportMissingError(RuntimeError):
     """The day's export of a table is not in S3."""
 
 
 def restore_table(
-    client: Client, s3: S3Resource, bucket: str, database: str, table: ProductTable, day: date
+    client: Client,
+    s3: S3Resource,
+    bucket: str,
+    database: str,
+    table: ProductTable,
+    day: date,
+    topology: ClusterTopology = SINGLE_SERVER,
 ) -> int:
     """Replace ``database.<table>`` with the rows of ``day``'s export, atomically; return its rows.
 
@@ -118,10 +117,11 @@ def restore_table(
         )
     source = clickhouse_source(s3, bucket, key, "Parquet")
     loading = loading_table(table.name)
-    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-    client.command(f"DROP TABLE IF EXISTS {database}.{loading}")
+    on = topology.on_cluster()
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}{on}")
+    client.command(f"DROP TABLE IF EXISTS {database}.{loading}{on}")
     try:
-        client.command(product_table_sql(database, loading, table))
+        client.command(table_sql(database, loading, table, topology))
         try:
             columns = _columns(table)
             run_with_source(
@@ -145,27 +145,17 @@ def restore_table(
                 f"product table {table.name}: {rows} rows read of the {expected} in s3://{bucket}/{key}; "
                 "the table is unchanged"
             )
-        swap_in(client, database, table.name, loading)
+        swap_in(client, database, table.name, loading, topology)
     finally:
-        client.command(f"DROP TABLE IF EXISTS {database}.{loading}")
+        client.command(f"DROP TABLE IF EXISTS {database}.{loading}{on}")
     return rows
 
 
 def build_export_asset(config: ProductDbConfig, table: ProductTable, table_key: AssetKey) -> AssetsDefinition:
-    """The daily export of one product table (its asset ``table_key`` upstream)."""
+    """The daily export of one product table (its asset ``table_key`` upstream), on the Segment days'
+    partitions with a single-run backfill policy, as the snapshots, so the main job's ranged run
+    exports each table once."""
 
-    @asset(
-        key=export_key(table.name),
-        deps=[table_key],
-        partitions_def=segment_daily_partitions,
-        group_name="product_db",
-        kinds={"clickhouse", "s3", "parquet"},
-        tags={CADENCE_TAG: config.cadence},
-        pool=CLICKHOUSE_LOAD_POOL,
-        description=f"Failsafe copy of {config.clickhouse_database}.{table.name}: its rows as Parquet, one "
-        f"file a day, s3://<S3_BUCKET>/{EXPORT_PREFIX}/{table.name}/<day>.parquet "
-        "(product_db_restore_job rebuilds the table from it).",
-    )
     def _export(
         context: AssetExecutionContext,
         clickhouse: ClickHouseResource,
@@ -173,7 +163,7 @@ def build_export_asset(config: ProductDbConfig, table: ProductTable, table_key: 
         product_db_exports: ExportBucketResource,
     ) -> MaterializeResult:
         started = time.monotonic()
-        day = date.fromisoformat(context.partition_key)
+        day = date.fromisoformat(context.partition_key_range.end)
         bucket = product_db_exports.bucket
         key, rows = export_table(clickhouse.get_client(), s3, bucket, config.clickhouse_database, table, day)
         return MaterializeResult(
@@ -184,7 +174,22 @@ def build_export_asset(config: ProductDbConfig, table: ProductTable, table_key: 
             }
         )
 
-    return _export
+    with warnings.catch_warnings():
+        # Dagster 1.13 marks ``backfill_policy`` of ``@asset`` beta (see segment/assets.py): silenced by name.
+        warnings.filterwarnings("ignore", r"Parameter `backfill_policy` of function `asset`", BetaWarning)
+        return asset(
+            key=product_db_export_key(table.name),
+            deps=[table_key],
+            partitions_def=segment_daily_partitions,
+            backfill_policy=BackfillPolicy.single_run(),
+            group_name="product_db",
+            kinds={"clickhouse", "s3", "parquet"},
+            tags={CADENCE_TAG: config.cadence},
+            pool=CLICKHOUSE_LOAD_POOL,
+            description=f"Failsafe copy of {config.clickhouse_database}.{table.name}: its rows as Parquet, "
+            f"one file a day, s3://<S3_BUCKET>/{EXPORT_PREFIX}/{table.name}/<day>.parquet (a run over a "
+            "range of days writes the last day's file; product_db_restore_job rebuilds the table from it).",
+        )(_export)
 
 
 class RestoreConfig(Config):
@@ -215,7 +220,13 @@ def build_restore_job(product_db: ProductDbConfig) -> JobDefinition:
         for table in tables:
             try:
                 restored[table.name] = restore_table(
-                    client, s3, product_db_exports.bucket, product_db.clickhouse_database, table, day
+                    client,
+                    s3,
+                    product_db_exports.bucket,
+                    product_db.clickhouse_database,
+                    table,
+                    day,
+                    clickhouse.topology,
                 )
             except (ExportMissingError, RuntimeError) as err:
                 raise Failure(
