@@ -69,7 +69,8 @@ def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedde
 
 @pytest.fixture(scope="session")
 def sample_input(embedded_stack: EmbeddedStack) -> SampleSummary:
-    """Three days of generated input: the Segment archive in S3, the Stripe records for Airbyte."""
+    """Three days of generated input: the Segment archive in S3, the records for Airbyte and the
+    product database's rows."""
     summary = generate_sample(
         embedded_stack.sample_dir,
         start=SAMPLE_START,
@@ -77,6 +78,7 @@ def sample_input(embedded_stack: EmbeddedStack) -> SampleSummary:
         events_per_day=3_000,
         seed=11,
         segment_source_id=os.environ["SEGMENT_SOURCE_ID"],
+        product_db_env=dict(os.environ),
     )
     upload_folder(
         s3_client(dict(os.environ)),
