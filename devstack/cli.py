@@ -258,7 +258,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     def step(what: str) -> None:
         print(f"demo [{time.monotonic() - began:.0f} s]: {what}", flush=True)
 
-    step("starting the embedded stack (ClickHouse endpoint, S3, Airbyte API)")
+    step("starting the embedded stack (ClickHouse endpoint, S3, Airbyte API, PostgreSQL)")
     was_running = _start_stack()
     start = args.start or _default_start(args.days)
     step(f"generating {args.days} days of sample input from {start}")

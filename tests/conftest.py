@@ -1,4 +1,5 @@
-"""Shared fixtures: one embedded stack (ClickHouse endpoint, moto S3, Airbyte API) per test session."""
+"""Shared fixtures: one embedded stack (ClickHouse endpoint, moto S3, Airbyte API, PostgreSQL) per
+test session."""
 
 from __future__ import annotations
 

@@ -13,8 +13,6 @@ from datetime import date
 from dagster import DagsterInstance, materialize
 
 from analytics_orchestration.defs.product_db.definitions import snapshot_assets
-from analytics_orchestration.defs.product_db.resource import ProductDbResource
-from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
 from analytics_orchestration.lib.dbt_project import dbt_executable
 from analytics_orchestration.lib.product_db_config import load_product_db_config
 from analytics_orchestration.lib.settings import DBT_PROJECT_DIR
@@ -23,6 +21,7 @@ from devstack.sample_data.company import build_company
 from devstack.sample_data.product_db import evolve_product_db, write_product_db
 from tests.airbyte.test_dbt_sources import dbt_sources
 from tests.conftest import stack_clickhouse
+from tests.product_db.resources import stack_resources
 
 STAGING = "path:models/staging/product_db"
 
@@ -32,25 +31,6 @@ def test_the_dbt_source_reads_the_yaml_database_and_exactly_its_tables():
     source = dbt_sources()["product_db"]
     assert source.schema == config.clickhouse_database
     assert source.tables == tuple(t.name for t in config.tables)
-
-
-def _resources() -> dict:
-    env = os.environ
-    return {
-        "clickhouse": ClickHouseResource(
-            host=env["CLICKHOUSE_HOST"],
-            port=int(env["CLICKHOUSE_PORT"]),
-            user=env["CLICKHOUSE_USER"],
-            password=env["CLICKHOUSE_PASSWORD"],
-        ),
-        "product_db": ProductDbResource(
-            host=env["PRODUCT_DB_HOST"],
-            port=int(env["PRODUCT_DB_PORT"]),
-            database=env["PRODUCT_DB_NAME"],
-            user=env["PRODUCT_DB_USER"],
-            password=env["PRODUCT_DB_PASSWORD"],
-        ),
-    }
 
 
 def test_staging_holds_the_current_state_of_the_product_database(embedded_stack, tmp_path):
@@ -70,7 +50,7 @@ def test_staging_holds_the_current_state_of_the_product_database(embedded_stack,
 
     result = materialize(
         snapshot_assets,
-        resources=_resources(),
+        resources=stack_resources(),
         partition_key="2026-03-04",
         instance=DagsterInstance.ephemeral(),
     )

@@ -9,42 +9,21 @@ from datetime import date, datetime, timezone
 import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster_aws.s3 import S3Resource
 from pyarrow import fs
 
 from analytics_orchestration.defs.product_db.exports import (
-    ExportBucketResource,
     build_export_asset,
     build_restore_job,
     export_object_key,
 )
 from analytics_orchestration.defs.product_db.loads import table_sql
 from analytics_orchestration.lib.asset_keys import product_db_table_key
-from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
 from analytics_orchestration.lib.product_db_config import load_product_db_config
 from tests.conftest import stack_clickhouse
+from tests.product_db.resources import stack_resources
 
 CONFIG = load_product_db_config()
 DAY = date(2026, 3, 3)
-
-
-def _resources() -> dict:
-    env = os.environ
-    return {
-        "clickhouse": ClickHouseResource(
-            host=env["CLICKHOUSE_HOST"],
-            port=int(env["CLICKHOUSE_PORT"]),
-            user=env["CLICKHOUSE_USER"],
-            password=env["CLICKHOUSE_PASSWORD"],
-        ),
-        "s3": S3Resource(
-            region_name=env["AWS_REGION"],
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            endpoint_url=env["S3_ENDPOINT_URL"],
-        ),
-        "product_db_exports": ExportBucketResource(bucket=env["S3_BUCKET"]),
-    }
 
 
 def _organizations() -> list[tuple]:
@@ -82,7 +61,7 @@ def test_export_then_restore_rebuilds_the_table_as_it_was_exported(organizations
     instance = DagsterInstance.ephemeral()
     for _ in range(2):  # a re-run replaces the day's file
         result = materialize(
-            [asset], resources=_resources(), partition_key=DAY.isoformat(), instance=instance
+            [asset], resources=stack_resources(), partition_key=DAY.isoformat(), instance=instance
         )
         assert result.success
     materialization = result.asset_materializations_for_node(asset.op.name)[0]
@@ -115,7 +94,7 @@ def test_export_then_restore_rebuilds_the_table_as_it_was_exported(organizations
                 "restore_product_tables": {"config": {"day": DAY.isoformat(), "tables": ["organizations"]}}
             }
         },
-        resources=_resources(),
+        resources=stack_resources(),
         instance=instance,
     )
     assert run.success
@@ -136,7 +115,7 @@ def test_a_day_without_an_export_fails_naming_the_table_and_leaves_it_as_it_was(
         run_config={
             "ops": {"restore_product_tables": {"config": {"day": "2020-01-01", "tables": ["organizations"]}}}
         },
-        resources=_resources(),
+        resources=stack_resources(),
         raise_on_error=False,
     )
     assert not run.success

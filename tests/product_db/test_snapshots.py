@@ -16,13 +16,12 @@ import pytest
 from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, materialize
 
 from analytics_orchestration.defs.product_db.definitions import snapshot_assets
-from analytics_orchestration.defs.product_db.resource import ProductDbResource
-from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
 from analytics_orchestration.lib.product_db_config import load_product_db_config
 from devstack.product_db import app_connection
 from devstack.stack import free_port
 from tests.clickhouse.test_secrets import CuttingProxy, files_holding
 from tests.conftest import stack_clickhouse
+from tests.product_db.resources import stack_resources
 
 CONFIG = load_product_db_config()
 DATABASE = CONFIG.clickhouse_database
@@ -36,29 +35,10 @@ Rows = dict[tuple, dict]
 """A table's expected current state: primary key values -> column -> value."""
 
 
-def _resources(clickhouse_port: int | None = None, product_db_port: int | None = None) -> dict:
-    env = os.environ
-    return {
-        "clickhouse": ClickHouseResource(
-            host=env["CLICKHOUSE_HOST"],
-            port=clickhouse_port or int(env["CLICKHOUSE_PORT"]),
-            user=env["CLICKHOUSE_USER"],
-            password=env["CLICKHOUSE_PASSWORD"],
-        ),
-        "product_db": ProductDbResource(
-            host=env["PRODUCT_DB_HOST"],
-            port=product_db_port or int(env["PRODUCT_DB_PORT"]),
-            database=env["PRODUCT_DB_NAME"],
-            user=env["PRODUCT_DB_USER"],
-            password=env["PRODUCT_DB_PASSWORD"],
-        ),
-    }
-
-
 def _run(tables=SNAPSHOT_TABLES, instance: DagsterInstance | None = None, **ports) -> ExecuteInProcessResult:
     return materialize(
         [ASSETS[t] for t in tables],
-        resources=_resources(**ports),
+        resources=stack_resources(**ports),
         partition_key=PARTITION,
         instance=instance or DagsterInstance.ephemeral(),
         raise_on_error=False,
@@ -292,7 +272,7 @@ def test_postgres_unreachable_fails_naming_the_table_and_leaves_clickhouse_as_it
 def test_a_missing_setting_fails_naming_the_variable(product, monkeypatch):
     from analytics_orchestration.defs.product_db.definitions import defs
 
-    resources = {**_resources(), "product_db": defs.resources["product_db"]}
+    resources = {**stack_resources(), "product_db": defs.resources["product_db"]}
     monkeypatch.delenv("PRODUCT_DB_PASSWORD")
     with pytest.raises(Exception, match="PRODUCT_DB_PASSWORD"):
         materialize([ASSETS["feature_flags"]], resources=resources, partition_key=PARTITION)
