@@ -14,10 +14,15 @@ The cluster lives in ``<stack directory>/postgres`` (kept across ``stack stop`` 
 * ``postgres``, the superuser, whose password is ``EMBEDDED_POSTGRES_PASSWORD``: the product app's
   stand-in (the sample generator writes the product rows as it);
 * ``PRODUCT_DB_USER`` (``analytics``) with ``PRODUCT_DB_PASSWORD``: what the pipeline connects as,
-  with ``SELECT`` on the app's tables and the ``REPLICATION`` attribute, as a production read user.
+  with ``SELECT`` on the app's tables only, as a production read user (snapshots, exports, lag checks);
+* ``PRODUCT_DB_REPLICATION_USER`` (``analytics_replication``) with ``PRODUCT_DB_REPLICATION_PASSWORD``:
+  what the CDC replica connects as, with the ``REPLICATION`` attribute, ``CREATE`` on the database and
+  membership in ``product_owner``, the ``NOLOGIN`` role owning the app's tables (ClickHouse creates
+  its publication itself, and PostgreSQL lets only a table's owner add a table to one: this role can
+  therefore also write the tables, which is why it is not the read role).
 
 :func:`bootstrap` (run at every start) creates database ``PRODUCT_DB_NAME`` (``product``), the
-pipeline's role and the app's tables (``product_schema.sql``) where missing.
+roles and the app's tables (``product_schema.sql``) where missing, and grants the above.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from psycopg import sql
 SCHEMA_SQL = Path(__file__).with_name("product_schema.sql")
 DATABASE = "product"
 PIPELINE_USER = "analytics"
+REPLICATION_USER = "analytics_replication"
+TABLE_OWNER = "product_owner"
 SUPERUSER = "postgres"
 SUPERUSER_PASSWORD_VARIABLE = "EMBEDDED_POSTGRES_PASSWORD"
 READY_TIMEOUT_S = 30.0
@@ -133,23 +140,32 @@ def _connect_when_ready(dsn: str) -> psycopg.Connection:
 
 
 def bootstrap(env: dict[str, str]) -> None:
-    """Create the product database, the pipeline's role and the app's tables where missing; set the
-    role's password to ``PRODUCT_DB_PASSWORD`` (idempotent, run at every start).
+    """Create the product database, the roles and the app's tables where missing, grant what the
+    module docstring says, and set the passwords to ``PRODUCT_DB_PASSWORD`` and
+    ``PRODUCT_DB_REPLICATION_PASSWORD`` (idempotent, run at every start).
 
     Raises:
         psycopg.OperationalError: the server did not accept connections within 30 s.
     """
     user, database = env["PRODUCT_DB_USER"], env["PRODUCT_DB_NAME"]
+    replication_user = env["PRODUCT_DB_REPLICATION_USER"]
     with _connect_when_ready(superuser_dsn(env)) as admin:
         if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-        exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [user]).fetchone()
-        verb = sql.SQL("ALTER" if exists else "CREATE")
-        admin.execute(
-            sql.SQL("{} ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(
-                verb, sql.Identifier(user), sql.Literal(env["PRODUCT_DB_PASSWORD"])
+        for name, attributes, password in (
+            (user, "LOGIN NOREPLICATION", env["PRODUCT_DB_PASSWORD"]),
+            (replication_user, "LOGIN REPLICATION", env["PRODUCT_DB_REPLICATION_PASSWORD"]),
+            (TABLE_OWNER, "NOLOGIN", None),
+        ):
+            exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone()
+            admin.execute(
+                sql.SQL("{} ROLE {} WITH {} PASSWORD {}").format(
+                    sql.SQL("ALTER" if exists else "CREATE"),
+                    sql.Identifier(name),
+                    sql.SQL(attributes),
+                    sql.Literal(password),
+                )
             )
-        )
     with _connect_when_ready(superuser_dsn(env, database)) as app:
         app.execute(SCHEMA_SQL.read_text())
         role = sql.Identifier(user)
@@ -157,4 +173,14 @@ def bootstrap(env: dict[str, str]) -> None:
         app.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(role))
         app.execute(
             sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {}").format(role)
+        )
+        # CDC: ClickHouse creates the publication itself, and PostgreSQL lets only a table's owner
+        # publish it, so the app's tables belong to a role the replication role is a member of.
+        owner, replication = sql.Identifier(TABLE_OWNER), sql.Identifier(replication_user)
+        tables = app.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+        for (table,) in tables:
+            app.execute(sql.SQL("ALTER TABLE public.{} OWNER TO {}").format(sql.Identifier(table), owner))
+        app.execute(sql.SQL("GRANT {} TO {}").format(owner, replication))
+        app.execute(
+            sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(database), replication)
         )

@@ -338,6 +338,8 @@ class EmbeddedStack:
             "PRODUCT_DB_NAME": product_db.DATABASE,
             "PRODUCT_DB_USER": product_db.PIPELINE_USER,
             "PRODUCT_DB_PASSWORD": secret("PRODUCT_DB_PASSWORD"),
+            "PRODUCT_DB_REPLICATION_USER": product_db.REPLICATION_USER,
+            "PRODUCT_DB_REPLICATION_PASSWORD": secret("PRODUCT_DB_REPLICATION_PASSWORD"),
             product_db.SUPERUSER_PASSWORD_VARIABLE: secret(product_db.SUPERUSER_PASSWORD_VARIABLE),
         }
         for config in load_connection_configs():

@@ -59,8 +59,12 @@ PARTITION_FRESHNESS_CHECK = "freshness_check"
 
 
 def asset_cadences(graph: BaseAssetGraph) -> dict[AssetKey, str]:
-    """The cadence of every asset of ``graph`` that has one: its ``cadence`` tag, else the fastest
-    cadence among its upstream assets (transitively); assets with neither are left out.
+    """The cadence of every materializable asset of ``graph`` that has one: its ``cadence`` tag, else
+    the fastest cadence among its upstream assets (transitively); assets with neither are left out.
+
+    An observable source asset (a CDC table) passes its tag on downstream but is left out itself:
+    Dagster 1.13 evaluates a freshness policy on materializations only, which such an asset never
+    has (its freshness is its replication lag check).
 
     Raises:
         KeyError: a ``cadence`` tag names no cadence of :data:`CADENCES`.
@@ -76,7 +80,7 @@ def asset_cadences(graph: BaseAssetGraph) -> dict[AssetKey, str]:
         upstream = [cadences[parent] for parent in node.parent_keys if parent in cadences]
         if upstream:
             cadences[key] = min(upstream, key=CADENCE_ORDER.index)
-    return cadences
+    return {key: cadence for key, cadence in cadences.items() if graph.get(key).is_materializable}
 
 
 def with_freshness_policies(defs: Definitions, cadences: dict[AssetKey, str]) -> Definitions:

@@ -2,9 +2,10 @@
 
 One file declares the PostgreSQL schema read, the ClickHouse database written (``clickhouse_database``,
 the tables dbt reads), the cadence of the snapshots and exports, and per table: the ingestion path
-(``snapshot``, the only one built so far), the primary key, an optional cursor column (incremental
-snapshot of an append-only table), the PII columns and the declared columns in ClickHouse types.
-See the YAML's header for what each path does.
+(``snapshot`` or ``cdc``), the primary key, an optional cursor column (incremental snapshot of an
+append-only table), the lag column of a ``cdc`` table, the PII columns and the declared columns in
+ClickHouse types; and the settings of the CDC replica (``replication``). See the YAML's header for
+what each path does.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from analytics_orchestration.lib.ingestion_config import INGESTION_CONFIGS_DIR
 
 PRODUCT_DB_CONFIG = INGESTION_CONFIGS_DIR / "postgres" / "product_db.yaml"
 
-Ingestion = Literal["snapshot"]
+Ingestion = Literal["snapshot", "cdc"]
 # What a declared ClickHouse type may hold (it is written into DDL): names, digits, parentheses,
 # commas, spaces and quoted time zones such as DateTime64(6, 'UTC').
 _TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\([A-Za-z0-9_(), '/]*\))?")
@@ -41,10 +42,11 @@ class ProductTable(BaseModel):
     ingestion: Ingestion
     primary_key: tuple[str, ...] = Field(min_length=1)
     cursor_column: str | None = None
+    lag_column: str | None = None
     pii: tuple[str, ...] = ()
     columns: dict[str, str] = Field(min_length=1)
 
-    _check_name = field_validator("name", "cursor_column")(
+    _check_name = field_validator("name", "cursor_column", "lag_column")(
         lambda v: v if v is None else validate_identifier(v)
     )
     _check_lists = field_validator("primary_key", "pii")(lambda v: tuple(validate_identifier(c) for c in v))
@@ -69,7 +71,33 @@ class ProductTable(BaseModel):
             raise ValueError(f"primary_key columns {nullable_key} cannot be Nullable")
         if self.cursor_column is not None and self.cursor_column not in self.columns:
             raise ValueError(f"cursor_column {self.cursor_column!r} is not a declared column")
+        if self.ingestion == "cdc" and self.lag_column is None:
+            raise ValueError("a cdc table needs lag_column (the column the app sets to a row's change time)")
+        lag_type = self.columns.get(self.lag_column or "", "")
+        if self.lag_column is not None and not lag_type.startswith("DateTime64("):
+            raise ValueError(f"lag_column {self.lag_column!r}: not a declared, non-Nullable DateTime64")
         return self
+
+
+class ReplicationSettings(BaseModel):
+    """The CDC replica of the ``cdc`` tables (see the YAML's header).
+
+    Attributes:
+        clickhouse_database: the ``MaterializedPostgreSQL`` database ClickHouse replicates them into.
+        lag_slo_seconds: the most replication lag (seconds) the lag check passes; default 300 (5
+            minutes, the plan's lag-as-SLO).
+        lag_check_cron: when the lag job observes the replica (cron, ``SCHEDULE_TIMEZONE``).
+        initial_copy_timeout_seconds: how long the replica job waits for the first copy of the tables.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clickhouse_database: str
+    lag_slo_seconds: int = Field(default=300, gt=0)
+    lag_check_cron: str = "*/5 * * * *"
+    initial_copy_timeout_seconds: int = Field(default=120, gt=0)
+
+    _check_name = field_validator("clickhouse_database")(validate_identifier)
 
 
 class ProductDbConfig(BaseModel):
@@ -80,6 +108,7 @@ class ProductDbConfig(BaseModel):
     postgres_schema: str
     clickhouse_database: str
     cadence: Cadence
+    replication: ReplicationSettings
     tables: tuple[ProductTable, ...] = Field(min_length=1)
 
     _check_names = field_validator("postgres_schema", "clickhouse_database")(validate_identifier)
@@ -92,6 +121,16 @@ class ProductDbConfig(BaseModel):
         if duplicated:
             raise ValueError(f"tables declared twice: {duplicated}")
         return tables
+
+    @model_validator(mode="after")
+    def _separate_databases(self) -> ProductDbConfig:
+        if self.replication.clickhouse_database == self.clickhouse_database:
+            raise ValueError("replication.clickhouse_database must differ from clickhouse_database")
+        return self
+
+    def tables_by(self, ingestion: Ingestion) -> tuple[ProductTable, ...]:
+        """The tables read by ``ingestion``, in the file's order."""
+        return tuple(t for t in self.tables if t.ingestion == ingestion)
 
     def table(self, name: str) -> ProductTable:
         """The table called ``name``.

@@ -41,8 +41,11 @@ SETTINGS_VARIABLES: dict[str, str] = {
     "PRODUCT_DB_HOST": "product database (PostgreSQL) host name, as ClickHouse reaches it",
     "PRODUCT_DB_PORT": "product database port, normally 5432",
     "PRODUCT_DB_NAME": "product database name",
-    "PRODUCT_DB_USER": "product database user: SELECT on the declared tables, REPLICATION for CDC",
+    "PRODUCT_DB_USER": "product database user: SELECT on the declared tables",
     "PRODUCT_DB_PASSWORD": "product database password (secret)",
+    "PRODUCT_DB_REPLICATION_USER": "product database user of the CDC replica (used only with cdc tables): "
+    "REPLICATION, CREATE on the database, member of the role owning the cdc tables",
+    "PRODUCT_DB_REPLICATION_PASSWORD": "password of PRODUCT_DB_REPLICATION_USER (secret)",
 }
 
 # First daily partition of the Segment events (UTC). Two years of history by default.

@@ -1,5 +1,6 @@
 """The embedded product database: a real PostgreSQL on 127.0.0.1, logical WAL, data kept across a
-restart, password authentication, and a pipeline role that reads and replicates but cannot write."""
+restart, password authentication, a pipeline role that reads but cannot write, and a replication
+role that may publish the app's tables."""
 
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ def stack(tmp_path) -> Iterator[EmbeddedStack]:
     stack.stop(snapshot=False)
 
 
-def _pipeline(env: dict[str, str], password: str | None = None) -> psycopg.Connection:
+def _pipeline(env: dict[str, str], password: str | None = None, role: str = "") -> psycopg.Connection:
+    """A connection as ``PRODUCT_DB_USER`` (``role=""``) or ``PRODUCT_DB_REPLICATION_USER``
+    (``role="REPLICATION_"``)."""
     return psycopg.connect(
         host=env["PRODUCT_DB_HOST"],
         port=env["PRODUCT_DB_PORT"],
         dbname=env["PRODUCT_DB_NAME"],
-        user=env["PRODUCT_DB_USER"],
-        password=env["PRODUCT_DB_PASSWORD"] if password is None else password,
+        user=env[f"PRODUCT_DB_{role}USER"],
+        password=env[f"PRODUCT_DB_{role}PASSWORD"] if password is None else password,
         autocommit=True,
     )
 
@@ -50,7 +53,15 @@ def test_postgres_listens_on_loopback_with_logical_wal_and_keeps_rows_across_a_r
         role = pipeline.execute(
             "SELECT rolreplication, rolsuper FROM pg_roles WHERE rolname = current_user"
         ).fetchone()
+        assert role == (False, False)
+    with _pipeline(env, role="REPLICATION_") as replication:
+        role = replication.execute(
+            "SELECT rolreplication, rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
         assert role == (True, False)
+        # PostgreSQL lets a table's owner (here: a member of the owning role) publish it.
+        replication.execute("CREATE PUBLICATION probe FOR TABLE users, subscriptions")
+        replication.execute("DROP PUBLICATION probe")
 
     assert "postgres" in stack.stop()
     assert stack.running_pid("postgres") is None

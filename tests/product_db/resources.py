@@ -13,8 +13,8 @@ from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
 
 
 def stack_resources(clickhouse_port: int | None = None, product_db_port: int | None = None) -> dict:
-    """``clickhouse``, ``product_db``, ``s3`` and ``product_db_exports`` of the stack, ClickHouse or
-    PostgreSQL on another port when given (a proxy's, a free one)."""
+    """``clickhouse``, ``product_db``, ``product_db_replication``, ``s3`` and ``product_db_exports`` of
+    the stack, ClickHouse or PostgreSQL on another port when given (a proxy's, a free one)."""
     env = os.environ
     return {
         "clickhouse": ClickHouseResource(
@@ -23,13 +23,16 @@ def stack_resources(clickhouse_port: int | None = None, product_db_port: int | N
             user=env["CLICKHOUSE_USER"],
             password=env["CLICKHOUSE_PASSWORD"],
         ),
-        "product_db": ProductDbResource(
-            host=env["PRODUCT_DB_HOST"],
-            port=product_db_port or int(env["PRODUCT_DB_PORT"]),
-            database=env["PRODUCT_DB_NAME"],
-            user=env["PRODUCT_DB_USER"],
-            password=env["PRODUCT_DB_PASSWORD"],
-        ),
+        **{
+            key: ProductDbResource(
+                host=env["PRODUCT_DB_HOST"],
+                port=product_db_port or int(env["PRODUCT_DB_PORT"]),
+                database=env["PRODUCT_DB_NAME"],
+                user=env[f"PRODUCT_DB_{prefix}USER"],
+                password=env[f"PRODUCT_DB_{prefix}PASSWORD"],
+            )
+            for key, prefix in (("product_db", ""), ("product_db_replication", "REPLICATION_"))
+        },
         "s3": S3Resource(
             region_name=env["AWS_REGION"],
             aws_access_key_id=env["AWS_ACCESS_KEY_ID"],

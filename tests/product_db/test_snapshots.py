@@ -75,10 +75,11 @@ def _clickhouse_state(table: str) -> Rows:
 
 class Product:
     """The product tables as this test wrote them: inserts, updates and deletes through the app's
-    connection, mirrored in :attr:`state` (table -> :data:`Rows`) as the expected current state."""
+    connection, mirrored in :attr:`state` (table -> :data:`Rows`) as the expected current state of
+    ``tables``."""
 
-    def __init__(self) -> None:
-        self.state: dict[str, Rows] = {t: {} for t in SNAPSHOT_TABLES}
+    def __init__(self, tables: tuple[str, ...] = SNAPSHOT_TABLES) -> None:
+        self.state: dict[str, Rows] = {t: {} for t in tables}
         self.conn = app_connection(dict(os.environ))
         self.conn.autocommit = True
 

@@ -76,7 +76,7 @@ def postgres_family(clickhouse_type: str) -> str:
     return "boolean" if bare == "UInt8" else type_family(clickhouse_type)
 
 
-def _read_error(source: PostgresSource, doing: str, err: Exception) -> Exception:
+def read_error(source: PostgresSource, doing: str, err: Exception) -> Exception:
     """The error to raise when ClickHouse failed ``doing`` on ``source``: one line, password scrubbed."""
     reason = source.scrub(one_line(err, 600))
     if _CONNECTION_FAILURE.search(reason):
@@ -101,7 +101,7 @@ def postgres_columns(client: Client, source: PostgresSource) -> dict[str, str]:
     try:
         rows = client.query(f"DESCRIBE TABLE {source.sql}", parameters=source.parameters).result_rows
     except ClickHouseError as err:
-        raise _read_error(source, "read the columns of", err) from None
+        raise read_error(source, "read the columns of", err) from None
     return {row[0]: row[1] for row in rows}
 
 
@@ -191,7 +191,7 @@ def snapshot_table(
                 **parameters,
             )
         except ClickHouseError as err:
-            raise _read_error(source, "copy", err) from None
+            raise read_error(source, "copy", err) from None
         rows = int(client.command(f"SELECT count() FROM {database}.{loading}"))
         if not incremental:
             swap_in(client, database, name, loading, topology)
