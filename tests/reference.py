@@ -236,27 +236,60 @@ class ProductReference:
         return len(cohort), retained
 
 
-def product_reference(calls: list[dict]) -> ProductReference:
-    """Build the :class:`ProductReference` of the distinct calls (see :func:`distinct_calls`)."""
+@dataclass(frozen=True)
+class PlanPeriod:
+    """One row of the product database's ``subscriptions``: ``organization_id`` was on ``plan`` from
+    ``started_at`` until ``ended_at`` (None: still in force), UTC."""
+
+    organization_id: str
+    plan: str
+    started_at: datetime
+    ended_at: datetime | None
+
+
+def read_plan_periods(env: dict[str, str]) -> list[PlanPeriod]:
+    """Every subscription row in the product database of the stack whose settings are ``env``, read
+    as the app (the rows the generator wrote)."""
+    from devstack.product_db import app_connection
+
+    with app_connection(env) as conn:
+        rows = conn.execute(
+            "SELECT organization_id, plan, started_at, ended_at FROM subscriptions"
+        ).fetchall()
+    return [PlanPeriod(org, plan, started, ended) for org, plan, started, ended in rows]
+
+
+def plan_at(periods: list[PlanPeriod], moment: datetime) -> str:
+    """The plan an organisation whose plan periods are ``periods`` is on at ``moment``, by the
+    definition in docs/marts.md: the plan of its period with started_at <= moment < ended_at; ``none``
+    when a period began before ``moment`` but none is in force; ``unknown`` before its first period
+    (and for no organisation: no periods)."""
+    mine = [p for p in periods if p.started_at <= moment]
+    in_force = [p for p in mine if p.ended_at is None or moment < p.ended_at]
+    if in_force:
+        return max(in_force, key=lambda p: p.started_at).plan
+    return "none" if mine else "unknown"
+
+
+def product_reference(calls: list[dict], periods: list[PlanPeriod]) -> ProductReference:
+    """Build the :class:`ProductReference` of the distinct calls (see :func:`distinct_calls`), with
+    each organisation's plan from the product database's plan periods."""
     ref = ProductReference()
-    plan_changes: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    periods_of: dict[str, list[PlanPeriod]] = defaultdict(list)
+    for period in periods:
+        periods_of[period.organization_id].append(period)
     for call in calls:
         org = organization_of(call)
-        if call["type"] == "identify" and org and _text(call.get("traits"), "plan"):
-            plan_changes[org].append((call["_at"], call["traits"]["plan"]))
         if call["type"] == "track" and call["event"] == "Plan Upgraded":
             to_plan = _text(call.get("properties"), "to_plan")
-            if org and to_plan:
-                plan_changes[org].append((call["_at"], to_plan))
             if org and to_plan in PAID_PLANS:
                 ref.upgrades.setdefault(org, []).append(call["_at"])
-    for changes in plan_changes.values():
-        changes.sort(key=lambda change: change[0])
 
     def plan_at_end_of(org: str, day: date) -> str:
-        end = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
-        known = [plan for at, plan in plan_changes.get(org, []) if at < end]
-        return known[-1] if org and known else "unknown"
+        last_instant = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(
+            days=1, microseconds=-1
+        )
+        return plan_at(periods_of.get(org, []) if org else [], last_instant)
 
     for call in calls:
         if call["type"] not in ACTIVITY_TYPES:

@@ -3,7 +3,9 @@
 Stripe syncs daily and the CRM and support connections weekly, so on a fresh stack the first
 ``stripe_sync_job`` reaches customer-success models that also read Salesforce and Zendesk tables
 never loaded. Those models wait (left out, with a warning) and the Stripe models are built; once
-every source is loaded, the weekly jobs build them. A stack of its own: the session's already holds
+every source is loaded, the weekly jobs build them. The daily product models read the product
+database's plan history, so the 02:00 product snapshot runs before the Segment day here (run the
+other way round, those models wait for it instead). A stack of its own: the session's already holds
 every table.
 """
 
@@ -77,7 +79,12 @@ def test_each_connection_job_succeeds_in_schedule_order_and_waiting_models_follo
     from analytics_orchestration.definitions import defs
 
     instance = DagsterInstance.ephemeral()
-    # 02:00 daily: yesterday's Segment day (with the daily models) and the Stripe sync.
+    # 02:00 daily: the product database's snapshots (the plan history the daily product models read),
+    # yesterday's Segment day (with the daily models) and the Stripe sync.
+    snapshot = defs.resolve_job_def("product_db_snapshot_job").execute_in_process(
+        instance=instance, partition_key=DAY.isoformat(), raise_on_error=False
+    )
+    assert snapshot.success, [e.message for e in snapshot.all_events if e.is_failure]
     segment = defs.resolve_job_def("segment_daily_job").execute_in_process(
         instance=instance, partition_key=DAY.isoformat(), raise_on_error=False
     )

@@ -1,5 +1,6 @@
 """The product marts after the main job, checked against values computed in Python from the raw
-archive files (tests/reference.py: valid calls, one per messageId, event day = UTC day of timestamp)."""
+archive files (tests/reference.py: valid calls, one per messageId, event day = UTC day of timestamp)
+and, for plans, from the product database's subscription rows the generator wrote."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def ref(pipeline, embedded_stack):
     assert pipeline["first"].success, pipeline["first"].render()
     archive = embedded_stack.sample_dir / ARCHIVE_PREFIX / os.environ["SEGMENT_SOURCE_ID"]
     days = {received_day_folder(START + timedelta(days=i)): START + timedelta(days=i) for i in range(DAYS)}
-    return product_reference(distinct_calls(archive, days))
+    return product_reference(distinct_calls(archive, days), pipeline["plan_periods"])
 
 
 def _active(client, day, segment_type, segment_value):
@@ -158,3 +159,21 @@ def test_retention_curve_of_a_signup_week(ref):
     expected = sorted((kind, n, *ref.retention(START, first, last)) for kind, n, first, last in periods)
     assert rows == expected
     assert rows[0][3] > 0, "some users who signed up on the first day come back the next"
+
+
+def test_each_user_day_carries_its_organisations_plan_from_the_product_database(ref, pipeline):
+    periods = pipeline["plan_periods"]
+    active_orgs = {org for (_u, _d, org) in ref.user_days if org}
+    # The input holds what the rule is about: organisations that changed plan (several periods) and
+    # paid plans on active days, from the product database rather than Segment traits.
+    changed = {p.organization_id for p in periods if p.ended_at is not None} & active_orgs
+    assert changed, "the sample should have active organisations with a plan change"
+    assert {plan for plan in ref.user_days.values()} & {"starter", "pro", "business"}
+    rows = (
+        _client()
+        .query(
+            "SELECT user_key, activity_date, organization_id, plan FROM intermediate.int_product__user_days"
+        )
+        .result_rows
+    )
+    assert {(user, day, org): plan for user, day, org, plan in rows} == ref.user_days

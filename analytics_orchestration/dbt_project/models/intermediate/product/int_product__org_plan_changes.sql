@@ -1,46 +1,35 @@
 {#-
-  Every call that states an organisation's plan: identify traits.plan (the app sends the plan the
-  organisation is on at that moment) and Plan Upgraded properties.to_plan. Signed Up's plan
-  ('free' always, even for a member joining a paid organisation) is not used.
-  Read with an ASOF JOIN (organisation, time) to find the plan an organisation was on at any moment.
+  An organisation's plan history from the product database (not from Segment traits): one row per
+  plan period, a row of the product database's subscriptions. A period runs from started_at (the change to
+  its plan) until ended_at (NULL: in force). The product app ends a period and starts the next at the
+  same instant on an upgrade, a downgrade or a cancellation (to free), so the periods of an
+  organisation follow one another without gap or overlap.
 
-  Daily-tagged, delete+insert of the event days the run's received calls touch.
+  The plan of an organisation at a time t: the plan of the period with started_at <= t < ended_at;
+  'none' when its latest period started by t had ended by then; 'unknown' before its first period (an
+  ASOF JOIN on (organization_id, changed_at <= t) finds the latest period started by t).
+  Trials are periods of their paid plan (status trialing), as the app records them.
+
+  A table rebuilt whole by every daily run (a few thousand rows, one per plan period). Daily-tagged
+  and read from the source rather than stg_product_db__subscriptions (the same rows, renamed the
+  same way): int_product__user_days, which reads it, is built in the daily dbt step, and the staging
+  views in the unpartitioned step after it (that step reads the daily models), so a ref to the view
+  would make the daily step wait for a step that waits for it.
 -#}
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='event_date',
+        materialized='table',
         engine='MergeTree()',
         order_by='(organization_id, changed_at)',
         tags=['daily'],
     )
 }}
 
-with events as (
-    {{ product_touched_calls() }}
-),
-
-calls as (
-    select
-        message_id,
-        event_date,
-        event_at,
-        user_key,
-        organization_id,
-        plan,
-        if(type = 'identify', 'identify', 'Plan Upgraded') as source
-    from events
-    where (type = 'identify' or (type = 'track' and event = 'Plan Upgraded'))
-)
-
 select
-    message_id,
-    event_date,
-    event_at as changed_at,
-    user_key,
+    id as subscription_id,
     organization_id,
+    started_at as changed_at,
+    ended_at,
     plan,
-    source
-from calls
-where organization_id != '' and plan != ''
+    status
+from {{ source('product_db', 'subscriptions') }} final
