@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     except (PortTakenError, PortChoiceError) as error:
         print(f"devstack: {error}", file=sys.stderr)
         return 2
-    except S3SnapshotError as error:  # the stack is left running, its objects in S3
+    except S3SnapshotError as error:  # start: left running; stop: stopped, the objects lost
         print(f"devstack: {error}", file=sys.stderr)
         return 1
 

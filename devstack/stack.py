@@ -14,8 +14,9 @@ the stack keeps them itself: ``stop`` first snapshots every bucket's objects (th
 versions, with content type, content encoding/disposition/language, cache control and user
 metadata) to ``<directory>/s3/<bucket>/<key>``, a mirror of S3 (objects deleted since the last
 snapshot are removed from it; each file is written to a temporary name and renamed; unchanged
-objects are not downloaded again), then stops the services. ``start``, when it starts S3, uploads
-every snapshot file whose key is missing and creates the snapshot's buckets that are missing.
+objects are not downloaded again), then stops the services (all of them even when the snapshot
+fails, e.g. S3 dies or a disk is full; its error is raised after). ``start``, when it starts S3,
+uploads every snapshot file whose key is missing and creates the snapshot's buckets that are missing.
 Objects therefore survive ``stack stop`` / ``stack start``; a crash of the S3 process, a
 ``kill -9`` or a reboot loses what was written since the last ``stop``. Bucket settings (policies,
 versioning, tags, ACLs) and older object versions are not kept. A key that cannot be a file path
@@ -582,12 +583,17 @@ class EmbeddedStack:
             The services stopped, in :data:`SERVICES` order.
 
         Raises:
-            S3SnapshotError: the snapshot failed; nothing was stopped (the objects are still in S3).
+            S3SnapshotError: the snapshot failed (S3 unreachable, a file write failed); every
+                service was stopped all the same, so the objects the snapshot lacks are lost.
         """
         tagged = self._tagged_processes()
         records = {service: self._live_record(service, tagged) for service in SERVICES}
+        snapshot_error: S3SnapshotError | None = None
         if snapshot and records["s3"] is not None:
-            self.snapshot_s3()
+            try:
+                self.snapshot_s3()
+            except S3SnapshotError as error:  # raised once every service is stopped
+                snapshot_error = error
         stopped = []
         for service in SERVICES:
             groups = {records[service]["pid"]} if records[service] else set()
@@ -600,6 +606,10 @@ class EmbeddedStack:
             if groups:
                 stopped.append(service)
             self._record_file(service).unlink(missing_ok=True)
+        if snapshot_error is not None:
+            raise S3SnapshotError(
+                f"{snapshot_error}; stopped all the same: {', '.join(stopped) or 'nothing was running'}"
+            ) from snapshot_error
         return stopped
 
     @property

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +20,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from devstack.stack import HOST, SERVICES, EmbeddedStack, free_port, port_open
+from devstack.stack import (
+    HOST,
+    LANDING_BUCKET,
+    SERVICES,
+    EmbeddedStack,
+    S3SnapshotError,
+    free_port,
+    port_open,
+    s3_client,
+)
 from tests.devstack.test_stack import _cli_env, _devstack
 from tests.docs.commands import documented
 
@@ -264,3 +274,38 @@ def test_ctrl_c_on_dev_sh_leaves_a_stack_it_did_not_start_running(ports, stack_d
         assert not port_open(ports["ui"]) and not _in_session(dev.pid)
     assert {service: stack.running_pid(service) for service in SERVICES} == services
     assert all(port_open(ports[service]) for service in SERVICES)
+
+
+def _kill_once_the_snapshot_downloads(stack: EmbeddedStack, pid: int) -> None:
+    """SIGKILL ``pid`` (the stack's S3) as soon as a snapshot has begun downloading objects (its
+    ``.partial`` folder exists), within 120 s."""
+    deadline = time.monotonic() + 120
+    while not (stack.s3_snapshot_dir / ".partial").is_dir():
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.001)
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_stop_stops_every_service_when_s3_dies_during_the_snapshot(ports, stack_dir):
+    stack = EmbeddedStack.at(stack_dir, {service: ports[service] for service in SERVICES})
+    client = s3_client(stack.start())
+    for n in range(300):  # enough objects that the snapshot still downloads when S3 is killed
+        client.put_object(Bucket=LANDING_BUCKET, Key=f"objects/{n}", Body=b"x")
+    pids = {service: stack.running_pid(service) for service in SERVICES}
+    processes = [process for pid in pids.values() if pid for process in _tree(pid)]
+    assert len(processes) >= len(SERVICES), pids
+    killer = threading.Thread(target=_kill_once_the_snapshot_downloads, args=(stack, pids["s3"]))
+    killer.start()
+
+    with pytest.raises(S3SnapshotError, match=r"S3 snapshot to .* failed") as raised:
+        stack.stop()
+
+    killer.join()
+    # the error, raised once every service (S3 too: its group was signalled) was stopped, says so
+    assert str(raised.value).endswith("stopped all the same: " + ", ".join(SERVICES))
+    left = [(p.pid, " ".join(p.cmdline())[:120]) for p in _alive(processes)]
+    assert not left, left
+    assert {service: stack.running_pid(service) for service in SERVICES} == dict.fromkeys(SERVICES)
+    assert not [service for service in SERVICES if port_open(ports[service])]
+    assert not list(stack.run_dir.glob("*.pid"))
