@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     except (PortTakenError, PortChoiceError) as error:
         print(f"devstack: {error}", file=sys.stderr)
         return 2
-    except S3SnapshotError as error:  # start: left running; stop: stopped, the objects lost
+    except S3SnapshotError as error:  # start: left running; stop: the rest stopped (the message says)
         print(f"devstack: {error}", file=sys.stderr)
         return 1
 

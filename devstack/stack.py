@@ -14,9 +14,10 @@ the stack keeps them itself: ``stop`` first snapshots every bucket's objects (th
 versions, with content type, content encoding/disposition/language, cache control and user
 metadata) to ``<directory>/s3/<bucket>/<key>``, a mirror of S3 (objects deleted since the last
 snapshot are removed from it; each file is written to a temporary name and renamed; unchanged
-objects are not downloaded again), then stops the services (all of them even when the snapshot
-fails, e.g. S3 dies or a disk is full; its error is raised after). ``start``, when it starts S3,
-uploads every snapshot file whose key is missing and creates the snapshot's buckets that are missing.
+objects are not downloaded again), then stops the services (the others even when the snapshot
+fails, e.g. S3 dies or a disk is full, and S3 too if it died; its error is raised after).
+``start``, when it starts S3, uploads every snapshot file whose key is missing and creates the
+snapshot's buckets that are missing.
 Objects therefore survive ``stack stop`` / ``stack start``; a crash of the S3 process, a
 ``kill -9`` or a reboot loses what was written since the last ``stop``. Bucket settings (policies,
 versioning, tags, ACLs) and older object versions are not kept. A key that cannot be a file path
@@ -583,8 +584,10 @@ class EmbeddedStack:
             The services stopped, in :data:`SERVICES` order.
 
         Raises:
-            S3SnapshotError: the snapshot failed (S3 unreachable, a file write failed); every
-                service was stopped all the same, so the objects the snapshot lacks are lost.
+            S3SnapshotError: the snapshot failed (S3 died or hung, a file write failed); the other
+                services were stopped all the same, and S3 too if its process is gone (the objects
+                the snapshot lacks are then lost); an S3 still running is left running, so a later
+                ``stop`` can save them.
         """
         tagged = self._tagged_processes()
         records = {service: self._live_record(service, tagged) for service in SERVICES}
@@ -592,10 +595,12 @@ class EmbeddedStack:
         if snapshot and records["s3"] is not None:
             try:
                 self.snapshot_s3()
-            except S3SnapshotError as error:  # raised once every service is stopped
+            except S3SnapshotError as error:  # raised once the other services are stopped
                 snapshot_error = error
+        # An S3 still running after a failed snapshot holds the objects it lacks: left running.
+        kept = "s3" if snapshot_error is not None and self._live_record("s3") is not None else None
         stopped = []
-        for service in SERVICES:
+        for service in (s for s in SERVICES if s != kept):
             groups = {records[service]["pid"]} if records[service] else set()
             for process in tagged.get(service, []):  # every tagged group leader (its group: its children)
                 with contextlib.suppress(OSError):
@@ -607,8 +612,9 @@ class EmbeddedStack:
                 stopped.append(service)
             self._record_file(service).unlink(missing_ok=True)
         if snapshot_error is not None:
+            left = "; S3 is left running with the objects the snapshot lacks: stop it again" if kept else ""
             raise S3SnapshotError(
-                f"{snapshot_error}; stopped all the same: {', '.join(stopped) or 'nothing was running'}"
+                f"{snapshot_error}; stopped all the same: {', '.join(stopped) or 'nothing was running'}{left}"
             ) from snapshot_error
         return stopped
 

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -309,3 +310,25 @@ def test_stop_stops_every_service_when_s3_dies_during_the_snapshot(ports, stack_
     assert {service: stack.running_pid(service) for service in SERVICES} == dict.fromkeys(SERVICES)
     assert not [service for service in SERVICES if port_open(ports[service])]
     assert not list(stack.run_dir.glob("*.pid"))
+
+
+def test_a_snapshot_failing_with_s3_alive_stops_the_rest_and_leaves_s3_running(ports, stack_dir):
+    stack = EmbeddedStack.at(stack_dir, {service: ports[service] for service in SERVICES})
+    client = s3_client(stack.start())
+    client.put_object(Bucket=LANDING_BUCKET, Key="objects/kept", Body=b"kept")
+    s3_pid = stack.running_pid("s3")
+    shutil.rmtree(stack.s3_snapshot_dir, ignore_errors=True)
+    stack.s3_snapshot_dir.write_text("not a folder")  # the snapshot's writes fail
+    try:
+        with pytest.raises(S3SnapshotError, match="S3 is left running") as raised:
+            stack.stop()
+        others = [s for s in SERVICES if s != "s3"]
+        assert "stopped all the same: " + ", ".join(others) + ";" in str(raised.value)
+        assert stack.running_pid("s3") == s3_pid and port_open(ports["s3"])
+        assert client.get_object(Bucket=LANDING_BUCKET, Key="objects/kept")["Body"].read() == b"kept"
+        assert not [s for s in others if stack.running_pid(s) or port_open(ports[s])]
+    finally:
+        stack.s3_snapshot_dir.unlink(missing_ok=True)
+    stack.stop()  # the snapshot can be written now
+    assert (stack.s3_snapshot_dir / LANDING_BUCKET / "objects" / "kept").read_bytes() == b"kept"
+    assert stack.running_pid("s3") is None
