@@ -12,7 +12,7 @@ from datetime import date
 
 from dagster import DagsterInstance, materialize
 
-from analytics_orchestration.defs.product_db.definitions import snapshot_assets
+from analytics_orchestration.defs.product_db.definitions import build_snapshot_assets
 from analytics_orchestration.lib.dbt_project import dbt_executable
 from analytics_orchestration.lib.product_db_config import load_product_db_config
 from analytics_orchestration.lib.settings import DBT_PROJECT_DIR
@@ -49,7 +49,7 @@ def test_staging_holds_the_current_state_of_the_product_database(embedded_stack,
     assert any(org in closed for org, _, _ in memberships)
 
     result = materialize(
-        snapshot_assets,
+        build_snapshot_assets(load_product_db_config()),
         resources=stack_resources(),
         partition_key="2026-03-04",
         instance=DagsterInstance.ephemeral(),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, materialize
 
-from analytics_orchestration.defs.product_db.definitions import snapshot_assets
+from analytics_orchestration.defs.product_db.definitions import build_snapshot_assets
 from analytics_orchestration.lib.product_db_config import load_product_db_config
 from devstack.product_db import app_connection
 from devstack.stack import free_port
@@ -28,7 +28,7 @@ DATABASE = CONFIG.clickhouse_database
 PARTITION = "2026-03-02"
 SNAPSHOT_TABLES = ("subscriptions", "billing_events", "feature_flags")
 PRODUCT_TABLES = "organizations, users, memberships, subscriptions, billing_events, feature_flags"
-ASSETS: dict[str, AssetsDefinition] = {a.key.path[-1]: a for a in snapshot_assets}
+ASSETS: dict[str, AssetsDefinition] = {a.key.path[-1]: a for a in build_snapshot_assets(CONFIG)}
 T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=timezone.utc)
 
 Rows = dict[tuple, dict]

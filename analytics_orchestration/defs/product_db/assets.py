@@ -38,6 +38,15 @@ from analytics_orchestration.lib.partitions import segment_daily_partitions
 from analytics_orchestration.lib.product_db_config import ProductDbConfig, ProductTable
 
 
+def table_definition_metadata(database: str, table: ProductTable) -> dict[str, object]:
+    """The definition metadata of the asset of ``table`` in ClickHouse ``database``: its table name and
+    declared column schema (the UI's columns tab)."""
+    return {
+        "dagster/table_name": f"{database}.{table.name}",
+        "dagster/column_schema": column_schema(dict(table.columns)),
+    }
+
+
 def build_snapshot_asset(config: ProductDbConfig, table: ProductTable) -> AssetsDefinition:
     """The daily snapshot of ``table`` into ``<clickhouse_database>.<table>``.
 
@@ -88,10 +97,7 @@ def build_snapshot_asset(config: ProductDbConfig, table: ProductTable) -> Assets
             backfill_policy=BackfillPolicy.single_run(),
             pool=CLICKHOUSE_LOAD_POOL,
             retry_policy=LOAD_RETRY_POLICY,
-            metadata={
-                "dagster/table_name": f"{database}.{table.name}",
-                "dagster/column_schema": column_schema(dict(table.columns)),
-            },
+            metadata=table_definition_metadata(database, table),
             description=f"ClickHouse table {database}.{table.name}: snapshot of product database table "
             f"{config.postgres_schema}.{table.name} through postgresql() ({mode}), ReplacingMergeTree "
             f"ordered by ({', '.join(table.primary_key)}).",

@@ -88,7 +88,6 @@ def _product_db_role(prefix: str) -> ProductDbResource:
 
 
 config = load_product_db_config()
-snapshot_assets = build_snapshot_assets(config)
 defs = Definitions.merge(
     build_product_db_defs(config),
     Definitions(

@@ -44,6 +44,7 @@ from dagster import (
     op,
 )
 
+from analytics_orchestration.defs.product_db.assets import table_definition_metadata
 from analytics_orchestration.defs.product_db.loads import (
     ProductDbReadError,
     ProductDbSchemaError,
@@ -64,7 +65,6 @@ from analytics_orchestration.defs.product_db.replica import (
 from analytics_orchestration.defs.product_db.resource import ProductDbResource
 from analytics_orchestration.lib.asset_keys import product_db_table_key
 from analytics_orchestration.lib.cadences import CADENCE_TAG, SCHEDULE_TIMEZONE
-from analytics_orchestration.lib.clickhouse.metadata import column_schema
 from analytics_orchestration.lib.clickhouse.resource import ClickHouseResource
 from analytics_orchestration.lib.product_db_config import ProductDbConfig
 
@@ -85,10 +85,7 @@ def build_replica_observation(config: ProductDbConfig) -> AssetsDefinition:
             kinds={"clickhouse", "postgres"},
             # Passed on to the dbt models reading the table (lib/freshness.py); not a policy of its own.
             tags={CADENCE_TAG: config.cadence},
-            metadata={
-                "dagster/table_name": f"{database}.{t.name}",
-                "dagster/column_schema": column_schema(dict(t.columns)),
-            },
+            metadata=table_definition_metadata(database, t),
             description=f"ClickHouse table {database}.{t.name}: Merge table over {replica}.{t.name}, the "
             f"MaterializedPostgreSQL replica of product database table {config.postgres_schema}.{t.name} "
             f"(CDC; lag measured on {t.lag_column}).",
