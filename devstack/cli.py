@@ -52,6 +52,7 @@ from devstack.stack import (
     listener_pid,
     port_open,
     ports_from_environment,
+    prune_prefix,
     s3_client,
     upload_folder,
 )
@@ -152,7 +153,9 @@ def _generate_sample(start: date, days: int, events_per_day: int, seed: int, seg
     """Replace the stack's sample with ``days`` received days from ``start`` (UTC) of generated input.
 
     With ``segment``, the Segment archive of the stack's own source (``SOURCE_ID``) is generated and
-    uploaded to ``s3://segment-archive/segment-logs/``, replacing objects at the same keys. Without
+    uploaded to ``s3://segment-archive/segment-logs/<SOURCE_ID>/``, and the objects of an earlier
+    sample there deleted, so the stack's own archive holds exactly this sample (its next backfill
+    reads no earlier company's calls; a user's archive elsewhere is never touched). Without
     it (an existing archive is used), only the Stripe records for the embedded Airbyte are kept: the
     sample dir holds no ``segment-logs/``, so no generated Segment file can reach S3, now or at a
     later ``stack start``. Either way the stack's product database (PostgreSQL) gets the same company's
@@ -178,12 +181,12 @@ def _generate_sample(start: date, days: int, events_per_day: int, seed: int, seg
     record_segment_start(stack, summary.days[0])
     if not segment:
         return
-    files, size = upload_folder(
-        s3_client(dict(os.environ)), stack.sample_archive_dir, ARCHIVE_BUCKET, f"{ARCHIVE_PREFIX}/{SOURCE_ID}"
-    )
+    client, prefix = s3_client(dict(os.environ)), f"{ARCHIVE_PREFIX}/{SOURCE_ID}"
+    files, size = upload_folder(client, stack.sample_archive_dir, ARCHIVE_BUCKET, prefix)
+    stale = prune_prefix(client, stack.sample_archive_dir, ARCHIVE_BUCKET, prefix)
     print(
         f"sample: {summary.segment_lines} Segment lines in {files} files ({size} bytes) "
-        f"uploaded to s3://{ARCHIVE_BUCKET}/{ARCHIVE_PREFIX}/"
+        f"uploaded to s3://{ARCHIVE_BUCKET}/{prefix}/; {stale} files of an earlier sample deleted there"
     )
 
 

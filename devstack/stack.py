@@ -955,6 +955,29 @@ def upload_folder(
     return files, total
 
 
+def prune_prefix(client, folder: Path, bucket: str, prefix: str) -> int:
+    """Delete every object under ``s3://bucket/prefix/`` that has no file at its relative path under
+    ``folder``, so that the prefix mirrors the folder once :func:`upload_folder` has copied it.
+
+    Returns:
+        The number of objects deleted.
+
+    Raises:
+        botocore.exceptions.ClientError: an S3 request failed, or S3 refused to delete an object.
+    """
+    root = f"{prefix.strip('/')}/"
+    kept = {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    stale = [key for key in keys if key[len(root) :] not in kept]
+    for first in range(0, len(stale), 1000):  # DeleteObjects takes at most 1,000 keys
+        batch = [{"Key": key} for key in stale[first : first + 1000]]
+        errors = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}).get("Errors")
+        if errors:
+            raise ClientError({"Error": errors[0]}, "DeleteObjects")
+    return len(stale)
+
+
 def _object_exists(client, bucket: str, key: str) -> bool:
     try:
         client.head_object(Bucket=bucket, Key=key)

@@ -95,21 +95,25 @@ def pipeline(sample_input: SampleSummary) -> dict:
     """One completed main-job run over the sample days, shared by every test that checks the marts:
     ``defs`` (the definitions), ``instance`` (an ephemeral Dagster instance), ``sample`` (what was
     generated), ``plan_periods`` (the product database's subscription rows the run snapshotted, as
-    :class:`tests.reference.PlanPeriod`) and ``first`` (the run's :class:`devstack.main_run.RunSummary`)."""
+    :class:`tests.reference.PlanPeriod`), ``organizations`` (its organisations not closed, as
+    :class:`tests.reference.ProductOrganization`) and ``first`` (the run's
+    :class:`devstack.main_run.RunSummary`)."""
     from devstack.cli import prepare_dbt
     from devstack.main_run import run_main_job
-    from tests.reference import read_plan_periods
+    from tests.reference import read_plan_periods, read_product_organizations
 
     prepare_dbt()
     from analytics_orchestration.definitions import defs
 
     instance = DagsterInstance.ephemeral()
     periods = read_plan_periods(dict(os.environ))
+    organizations = read_product_organizations(dict(os.environ))
     first = run_main_job(defs, SAMPLE_START, SAMPLE_START + timedelta(days=SAMPLE_DAYS - 1), instance)
     return {
         "defs": defs,
         "instance": instance,
         "sample": sample_input,
         "plan_periods": periods,
+        "organizations": organizations,
         "first": first,
     }

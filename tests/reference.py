@@ -259,6 +259,29 @@ def read_plan_periods(env: dict[str, str]) -> list[PlanPeriod]:
     return [PlanPeriod(org, plan, started, ended) for org, plan, started, ended in rows]
 
 
+@dataclass(frozen=True)
+class ProductOrganization:
+    """One organisation of the product database that is not closed (``deleted_at`` null): its
+    ``name`` and its ``members`` (membership rows)."""
+
+    organization_id: str
+    name: str
+    members: int
+
+
+def read_product_organizations(env: dict[str, str]) -> dict[str, ProductOrganization]:
+    """Organisation id -> :class:`ProductOrganization`, for every organisation not closed in the
+    product database of the stack whose settings are ``env``, read as the app (the rows the
+    generator wrote)."""
+    from devstack.product_db import app_connection
+
+    with app_connection(env) as conn:
+        names = conn.execute("SELECT id, name FROM organizations WHERE deleted_at IS NULL").fetchall()
+        counts = conn.execute("SELECT organization_id, count(*) FROM memberships GROUP BY organization_id")
+        members = dict(counts.fetchall())
+    return {org: ProductOrganization(org, name, members.get(org, 0)) for org, name in names}
+
+
 def plan_at(periods: list[PlanPeriod], moment: datetime) -> str:
     """The plan an organisation whose plan periods are ``periods`` is on at ``moment``, by the
     definition in docs/marts.md: the plan of its period with started_at <= moment < ended_at; ``none``

@@ -32,15 +32,9 @@ from tests.reference import _id, _parse_time, reject_reason
 
 COUNTED_INVOICE_STATUSES = {"paid", "open", "draft"}
 ACTIVITY_TYPES = {"track", "page", "screen"}
-SYSTEMS = ("product", "stripe", "salesforce", "zendesk")
-PAIRS = (
-    ("product", "stripe"),
-    ("product", "salesforce"),
-    ("product", "zendesk"),
-    ("stripe", "salesforce"),
-    ("stripe", "zendesk"),
-    ("salesforce", "zendesk"),
-)
+SYSTEMS = ("product_db", "segment", "stripe", "salesforce", "zendesk")
+PAIRS = tuple((a, b) for i, a in enumerate(SYSTEMS) for b in SYSTEMS[i + 1 :])
+"""Every pair of :data:`SYSTEMS`, the first in :data:`SYSTEMS`' order (10 pairs)."""
 
 
 # --- source records ---------------------------------------------------------------------------------
@@ -420,8 +414,12 @@ def salesforce_accounts(sources_dir: Path) -> dict[str, SalesAccount]:
     return result
 
 
-def system_organizations(sources_dir: Path, calls: list[dict]) -> dict[str, set[str]]:
-    """System -> the product organisation ids it holds (product: any call's organisation)."""
+def system_organizations(
+    sources_dir: Path, calls: list[dict], product_organizations: set[str]
+) -> dict[str, set[str]]:
+    """System -> the product organisation ids it holds: ``product_db`` the product database's
+    organisations not closed (``product_organizations``), ``segment`` any call's organisation, and
+    each source's records' organisation id."""
     stripe = {
         (_json(c.get("metadata")) or {}).get("organization_id")
         for c in source_records(sources_dir, "stripe", "customers")
@@ -436,10 +434,12 @@ def system_organizations(sources_dir: Path, calls: list[dict]) -> dict[str, set[
         for o in source_records(sources_dir, "zendesk_support", "organizations")
         if o.get("deleted_at") is None
     }
-    product = {call["_org"] for call in calls}
+    segment = {call["_org"] for call in calls}
     return {
         name: {org for org in orgs if org}
-        for name, orgs in zip(SYSTEMS, (product, stripe, salesforce, zendesk), strict=True)
+        for name, orgs in zip(
+            SYSTEMS, (product_organizations, segment, stripe, salesforce, zendesk), strict=True
+        )
     }
 
 

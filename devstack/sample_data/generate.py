@@ -152,6 +152,10 @@ def generate_sample(
     airbyte = airbyte_source_files(connections, out_dir / AIRBYTE_SOURCES_DIR)
     company = build_company(start, days, events_per_day, seed)
     source_dir = out_dir / "segment-logs" / segment_source_id
+    # One company per window: a sample of another window (a demo re-run on a later day over the kept
+    # tables) must not reuse this one's messageIds, though each day's generator is seeded by the day.
+    salt = np.random.default_rng([seed, 2, start.toordinal(), days]).integers(0, 2**63, size=2)
+    message_salt = (int(salt[0]), int(salt[1]))
     written_days, files, lines = [], 0, 0
     carried: list[tuple[int, str]] = []
     for offset in range(days):
@@ -160,7 +164,7 @@ def generate_sample(
         rng = np.random.default_rng([seed, 1, day.toordinal()])
         day_dir = source_dir / str(d0)
         day_dir.mkdir(parents=True, exist_ok=True)
-        result = write_day(company, simulate_day(company, d0, rng), d0, day_dir, rng, carried)
+        result = write_day(company, simulate_day(company, d0, rng), d0, day_dir, rng, carried, message_salt)
         carried = result.carry
         written_days.append(day)
         files += result.files

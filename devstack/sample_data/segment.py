@@ -347,14 +347,18 @@ def write_day(
     day_dir: Path,
     rng: np.random.Generator,
     carried: list[tuple[int, str]],
+    message_salt: tuple[int, int],
 ) -> DayWritten:
     """Write the received day starting at ``d0`` (UTC ms) into ``day_dir``.
 
     ``events`` are the day's calls; ``carried`` the previous day's next-day duplicate deliveries.
+    ``message_salt`` (two non-negative int64) is XORed into every messageId's random bits: the
+    sample's window gives it (see ``generate_sample``), so samples of other windows, whose day
+    generators draw the same numbers, never share a messageId.
     """
     n = len(events)
     timing = _timing(company, events, d0, rng)
-    msg = rng.integers(0, 2**63, size=(n, 2), dtype=np.int64)
+    msg = rng.integers(0, 2**63, size=(n, 2), dtype=np.int64) ^ np.array(message_salt, dtype=np.int64)
     u = rng.random((n, 3))
     duplicate = rng.random(n) < DUPLICATE_RATE
     next_day = duplicate & (rng.random(n) < NEXT_DAY_SHARE)

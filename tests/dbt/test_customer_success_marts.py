@@ -1,6 +1,7 @@
 """The customer-success marts after the main job, against account health inputs and system matches
 computed in Python from the Segment archive and the generated Stripe, Zendesk and Salesforce source
-records (tests/reference_finance.py).
+records (tests/reference_finance.py), and the product database's rows read before the run
+(organisations, memberships and plan periods: tests/reference.py).
 
 The product side reads the archive folders of the sample's received days: the stack of this session
 holds those Segment days only (other test modules load other days into their own windows, which the
@@ -9,7 +10,8 @@ usage checks of one day do not reach, but the product organisation count would).
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from collections import defaultdict
+from datetime import datetime, time, timedelta, timezone
 
 import pytest
 
@@ -18,6 +20,7 @@ from devstack.sample_data.generate import AIRBYTE_SOURCES_DIR
 from devstack.stack import ARCHIVE_PREFIX
 from tests.conftest import SAMPLE_DAYS, SAMPLE_START
 from tests.conftest import stack_clickhouse as _client
+from tests.reference import PlanPeriod, plan_at
 from tests.reference_finance import (
     PAIRS,
     Stripe,
@@ -119,6 +122,28 @@ def test_one_accounts_health_inputs_on_a_day(calls, sources):
     assert row["open_opportunities"] == account.open_opportunities
 
 
+def test_name_members_and_plan_of_every_account_on_a_day(pipeline):
+    """Name and members from the product database's rows, the plan at the day's end by the written
+    definition (tests/reference.py: plan_at) from its subscription rows."""
+    organizations = pipeline["organizations"]
+    periods_of: dict[str, list[PlanPeriod]] = defaultdict(list)
+    for period in pipeline["plan_periods"]:
+        periods_of[period.organization_id].append(period)
+    day_end = datetime.combine(DAY + timedelta(days=1), time(), timezone.utc) - timedelta(microseconds=1)
+    health = _health(DAY)
+    plans = set()
+    for org, row in health.items():
+        expected = organizations[org]
+        plan = plan_at(periods_of[org], day_end)
+        plans.add(plan)
+        assert (row["organization_name"], row["members"], row["plan"]) == (
+            expected.name,
+            expected.members,
+            plan,
+        ), org
+    assert "free" in plans and plans & {"starter", "pro", "business"}, f"free and paid expected: {plans}"
+
+
 def test_support_and_sales_inputs_of_every_account_on_a_day(sources):
     support = support_on(sources, DAY)
     sales = salesforce_accounts(sources)
@@ -154,8 +179,11 @@ def test_at_risk_follows_the_rule_for_every_account_on_a_day(calls, sources):
         assert [health[org]["mrr_rank"] for org in ranked] == list(range(1, len(ranked) + 1)), status
 
 
-def test_pair_match_counts(calls, sources):
-    expected = pair_matches(system_organizations(sources, calls))
+def test_pair_match_counts(calls, sources, pipeline):
+    systems = system_organizations(sources, calls, set(pipeline["organizations"]))
+    assert systems["segment"] <= systems["product_db"], "the sample's calls name live organisations"
+    assert systems["product_db"] - systems["segment"], "the sample should hold organisations without calls"
+    expected = pair_matches(systems)
     rows = (
         _client()
         .query(
@@ -165,7 +193,7 @@ def test_pair_match_counts(calls, sources):
         .result_rows
     )
     actual = {(a, b): (in_a, in_b, matched) for a, b, in_a, in_b, matched in rows}
-    assert set(actual) == set(PAIRS)
+    assert set(actual) == set(PAIRS) and len(PAIRS) == 10
     assert actual == expected
     assert all(matched > 0 for _, _, matched in expected.values()), (
         "every pair of systems should share accounts"

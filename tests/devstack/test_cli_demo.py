@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from analytics_orchestration.lib.partitions import received_day_folder
-from devstack.stack import ARCHIVE_BUCKET, SERVICES, EmbeddedStack, free_port, s3_client
+from devstack.stack import ARCHIVE_BUCKET, ARCHIVE_PREFIX, SERVICES, EmbeddedStack, free_port, s3_client
 from tests.conftest import environment_without_stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +72,30 @@ def test_demo_runs_the_main_job_and_prints_a_summary(demo_stack, tmp_path):
     ]
     assert sum(1 for line in lines if re.match(r"^main_job \[\d+ s\]: \S+ done$", line)) >= 10
     assert lines[-1].endswith("Next: ./scripts/dev.sh serves the Dagster UI on http://127.0.0.1:3000")
+
+
+def test_demo_again_on_a_later_window_over_the_kept_data(demo_stack, tmp_path):
+    """A newcomer's second demo on another day: the window moves by a day over the first demo's kept
+    tables and archive (the first test's 2026-04-06..07). The archive then holds exactly the new
+    sample, and every check passes (a call reusing a kept call's messageId would fail exactly-once)."""
+    result = run_demo(
+        demo_stack, tmp_path, "--start", "2026-04-07", "--days", "2", "--events-per-day", "2000"
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "asset checks:" in result.stdout and ", 0 failed" in result.stdout
+    deleted = re.search(r"; (\d+) files of an earlier sample deleted there", result.stdout)
+    assert deleted and int(deleted.group(1)) > 0, "the first demo's files should have been there"
+    sample = demo_stack.sample_archive_dir
+    generated = {str(p.relative_to(sample)) for p in sample.rglob("*.gz")}
+    assert {p.split("/")[0] for p in generated} == {received_day_folder(date(2026, 4, d)) for d in (7, 8)}
+    prefix = f"{ARCHIVE_PREFIX}/{sample.name}/"  # the stack's own source id
+    pages = (
+        s3_client(demo_stack.environment())
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=ARCHIVE_BUCKET, Prefix=prefix)
+    )
+    uploaded = {o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", [])}
+    assert uploaded == generated
 
 
 def test_demo_exits_non_zero_when_an_asset_fails(demo_stack, tmp_path):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -224,6 +224,36 @@ def test_a_dropped_slot_fails_the_lag_check_and_the_replica_job_recreates_it(pro
         assert metadata["action"] == "re-created", table
         assert metadata["reason"] == f"slot {SLOT}: missing" and metadata["slot_before"] == f"{SLOT}: missing"
         assert metadata["slot_after"] != f"{SLOT}: missing"
+    _wait_until_replicated(product)
+    assert all(check.passed for check in _checks(_run(LAG_JOB)).values())
+
+
+def test_a_stalled_replica_with_a_healthy_slot_fails_the_lag_check_over_the_slo(product):
+    """The slot stays active while ``users`` stops replicating (taken out of ClickHouse's publication,
+    as a hand-edited publication would): its check fails on the lag alone, the others pass."""
+    assert _run(REPLICA_JOB).success
+    _wait_until_replicated(product)
+    product.conn.execute(f"ALTER PUBLICATION {SLOT}_ch_publication DROP TABLE users")
+    written = datetime.now(timezone.utc) - timedelta(minutes=10)  # newer than any replicated row
+    product.insert(
+        "users", id="u6", email="u6@example.com", full_name=None, created_at=written, updated_at=written
+    )
+    time.sleep(10)  # longer than the replica's poll: the row would have arrived
+    assert ("u6",) not in _clickhouse_state("users")
+
+    lag = _run(LAG_JOB)
+    checks, observed = _checks(lag), _observations(lag)
+    users = observed["users"]
+    assert users["slot"] != f"{SLOT}: missing" and "lost" not in users["slot"]
+    assert users["pending_changes"] == 1
+    assert abs(users["lag_seconds"] - (time.time() - written.timestamp())) < 60
+    assert users["lag_seconds"] > CONFIG.replication.lag_slo_seconds
+    assert not checks["users"].passed
+    description = checks["users"].description
+    assert "s behind PostgreSQL" in description and "force: true" in description and "\n" not in description
+    assert checks["memberships"].passed and checks["subscriptions"].passed
+
+    assert _run(REPLICA_JOB, force=True).success  # a fresh publication holds users again
     _wait_until_replicated(product)
     assert all(check.passed for check in _checks(_run(LAG_JOB)).values())
 

@@ -12,7 +12,10 @@ member of the role owning the tables, with ``REPLICATION`` and ``CREATE`` on the
 
 The connection settings go in the named collection :data:`REPLICA_COLLECTION` (ClickHouse shows its
 values as ``[HIDDEN]``; ``SHOW CREATE DATABASE`` names the collection only; ClickHouse masks the values
-of ``CREATE``/``ALTER NAMED COLLECTION`` in its query log). Statements carrying the password are sent
+of ``CREATE``/``ALTER NAMED COLLECTION`` in its query log: their ASTs declare ``hasSecretParts()`` and
+format each value as ``'[HIDDEN]'`` without ``show_secrets``, per ClickHouse's
+``src/Parsers/ASTCreateNamedCollectionQuery.{h,cpp}``; read there, not measured, as chdb keeps no
+``system.query_log``). Statements carrying the password are sent
 in the request body, and an error about them is scrubbed of it. ClickHouse itself keeps the collection,
 password included, in its ``named_collections`` folder (or in ZooKeeper/Keeper when so configured).
 

@@ -1,7 +1,8 @@
 {#-
   One row per product organisation and activity day (a UTC day with product activity in the data)
-  on which the organisation had activity in the trailing 28 days: usage, support, billing and sales
-  inputs of its health that day. Rebuilt whole on every run. Sorted by day, then at-risk accounts apart,
+  on which the organisation had activity in the trailing 28 days: its name and members (product
+  database, current), its plan at the day's end (product database plan periods), and the usage,
+  support, billing and sales inputs of its health that day. Rebuilt whole on every run. Sorted by day, then at-risk accounts apart,
   then by mrr_rank (the account's rank by MRR among the day's accounts of the same at-risk status), so
   the customer-success dashboard's "accounts at risk, biggest first" (mrr_rank <= N) reads one granule
   of one day instead of every at-risk account of the day. The rank's window sorts every row of the
@@ -23,6 +24,29 @@ with usage as (
 
 systems as (
     select * from {{ ref('int_cs__organization_systems') }}
+),
+
+-- the plan at the end of the UTC day, by the definition of int_product__user_days (docs/marts.md)
+plans as (
+    select
+        usage_days.organization_id as organization_id,
+        usage_days.health_date as health_date,
+        multiIf(
+            periods.plan = '', 'unknown',
+            periods.ended_at is not null and periods.ended_at <= usage_days.day_end_at, 'none',
+            periods.plan
+        ) as plan
+    from (
+        select
+            organization_id,
+            health_date,
+            toDateTime64(health_date + 1, 6, 'UTC') - toIntervalMicrosecond(1) as day_end_at
+        from usage
+    ) as usage_days
+    asof left join (
+        select organization_id, changed_at, ended_at, plan from {{ ref('int_product__org_plan_changes') }}
+    ) as periods
+        on usage_days.organization_id = periods.organization_id and periods.changed_at <= usage_days.day_end_at
 ),
 
 -- a ticket is solved at its metrics' solved_at; a solved or closed ticket without one at its last update
@@ -115,6 +139,9 @@ select
     concat(usage.organization_id, '|', toString(usage.health_date)) as organization_day_key,
     usage.health_date as health_date,
     usage.organization_id as organization_id,
+    systems.organization_name as organization_name,
+    systems.members as members,
+    plans.plan as plan,
     usage.active_users_1d as active_users_1d,
     usage.events_1d as events_1d,
     usage.active_users_7d as active_users_7d,
@@ -140,6 +167,7 @@ select
         as at_risk
 from usage
 left join systems on systems.organization_id = usage.organization_id
+left join plans on plans.organization_id = usage.organization_id and plans.health_date = usage.health_date
 left join ticket_days
     on ticket_days.organization_id = usage.organization_id and ticket_days.health_date = usage.health_date
 left join rating_days

@@ -1,6 +1,8 @@
 {#-
-  One row per pair of systems: how many organisations each holds and how many are in both (matched
-  on the product organisation id, see int_cs__organization_systems). Rebuilt whole on every run.
+  One row per pair of the five systems (product database, Segment, Stripe, Salesforce, Zendesk): how
+  many organisations each holds and how many are in both (matched on the product organisation id, see
+  int_cs__organization_systems). The product_db pairs say how much of each system links to a live
+  organisation of the product. Rebuilt whole on every run.
 -#}
 {{
     config(
@@ -17,9 +19,13 @@ with systems as (
 flags as (
     select
         arrayJoin([
-            ('product', 'stripe', in_product, in_stripe),
-            ('product', 'salesforce', in_product, in_salesforce),
-            ('product', 'zendesk', in_product, in_zendesk),
+            ('product_db', 'segment', in_product_db, in_segment),
+            ('product_db', 'stripe', in_product_db, in_stripe),
+            ('product_db', 'salesforce', in_product_db, in_salesforce),
+            ('product_db', 'zendesk', in_product_db, in_zendesk),
+            ('segment', 'stripe', in_segment, in_stripe),
+            ('segment', 'salesforce', in_segment, in_salesforce),
+            ('segment', 'zendesk', in_segment, in_zendesk),
             ('stripe', 'salesforce', in_stripe, in_salesforce),
             ('stripe', 'zendesk', in_stripe, in_zendesk),
             ('salesforce', 'zendesk', in_salesforce, in_zendesk)
