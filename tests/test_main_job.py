@@ -88,10 +88,10 @@ def test_dbt_models_report_their_rows_and_views_none(pipeline):
 
 
 def test_not_null_tests_are_only_on_columns_clickhouse_can_leave_null(pipeline):
-    """The daily models (the Segment models every hourly and daily run builds) test not_null only on
-    Nullable columns. A ClickHouse column of any other type cannot hold NULL (an INSERT stores the
-    type's default instead), so a not_null test on it can never fail, while it costs every run a
-    query and three Dagster events; the column's type (each asset's column schema) is the guarantee."""
+    """Every model tests not_null only on Nullable columns. A ClickHouse column of any other type
+    cannot hold NULL (an INSERT stores the type's default instead), so a not_null test on it can
+    never fail, while it costs every run a query and three Dagster events; the column's type (each
+    asset's column schema) is the guarantee."""
     manifest = json.loads(dbt_project.manifest_path.read_text())
     relations = {**manifest["nodes"], **manifest["sources"]}
     client = _client()
@@ -101,8 +101,6 @@ def test_not_null_tests_are_only_on_columns_clickhouse_can_leave_null(pipeline):
         if node["resource_type"] != "test" or test.get("name") != "not_null":
             continue
         tested = relations[node["depends_on"]["nodes"][0]]
-        if "daily" not in tested.get("tags", []):
-            continue
         column = test["kwargs"]["column_name"]
         checked.append(f"{tested['name']}.{column}")
         kind = client.command(
@@ -113,7 +111,7 @@ def test_not_null_tests_are_only_on_columns_clickhouse_can_leave_null(pipeline):
         if not str(kind).startswith("Nullable("):
             vacuous.append(f"{tested['name']}.{column} {kind}")
     assert "stg_segment__events.user_key" in checked
-    assert not vacuous, "daily not_null tests on columns that cannot be NULL:\n" + "\n".join(vacuous)
+    assert not vacuous, "not_null tests on columns that cannot be NULL:\n" + "\n".join(vacuous)
 
 
 def test_segment_rows_and_rejects_match_the_raw_archive(pipeline, embedded_stack):

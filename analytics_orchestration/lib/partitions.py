@@ -26,6 +26,11 @@ def received_day_folder(day: date) -> str:
     return str(int(midnight.timestamp() * 1000))
 
 
+# The run tags naming a run's partition, or its first and last partition (a single-run range).
+PARTITION_TAG = "dagster/partition"
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+
 DAILY_MODELS = AssetSelection.tag("daily", "")
 """The dbt models tagged ``daily`` (dagster-dbt turns a dbt tag into a Dagster tag with an empty value)."""
 DAILY_SELECTION = AssetSelection.assets(SEGMENT_EVENTS_KEY) | DAILY_MODELS

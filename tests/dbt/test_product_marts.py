@@ -9,8 +9,16 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from dagster import AssetCheckSeverity, AssetSelection, DagsterEventType, RunConfig, materialize
 
-from analytics_orchestration.lib.partitions import received_day_folder
+from analytics_orchestration.defs.alerts.definitions import check_failure_fields
+from analytics_orchestration.defs.dbt.assets import dbt_daily_models
+from analytics_orchestration.defs.dbt.dau_drop import DAU_DROP_CHECK, DAU_KEY, DauDropConfig, dau_drop
+from analytics_orchestration.lib.partitions import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    received_day_folder,
+)
 from devstack.stack import ARCHIVE_PREFIX
 from tests.conftest import SAMPLE_DAYS, SAMPLE_START
 from tests.conftest import stack_clickhouse as _client
@@ -177,3 +185,68 @@ def test_each_user_day_carries_its_organisations_plan_from_the_product_database(
         .result_rows
     )
     assert {(user, day, org): plan for user, day, org, plan in rows} == ref.user_days
+
+
+def _dau_drop_evaluation(instance, run_id: str):
+    (record,) = [
+        r
+        for r in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records
+        if r.event_log_entry.dagster_event.event_specific_data.check_name == DAU_DROP_CHECK
+    ]
+    return record
+
+
+def _expected_drops(ref, share: float) -> list[dict]:
+    """The days of the window whose DAU (the reference's, from the raw calls) is below (1 - share)
+    times the previous day's, as the check reports them."""
+    drops = []
+    for n in range(DAYS):
+        day = START + timedelta(days=n)
+        dau, before = ref.active(day, 1), ref.active(day - timedelta(days=1), 1)
+        if before and dau < (1 - share) * before:
+            change = round(100 * (dau - before) / before, 1)
+            drops.append({"day": day.isoformat(), "dau": dau, "baseline_dau": before, "change_pct": change})
+    return drops
+
+
+def test_the_dau_drop_check_warns_on_the_days_dau_fell_over_the_threshold(ref, pipeline):
+    """The main job's run judges its window's days against the previous day at the plan's 10%, warns
+    (WARN, so the run succeeds), and its evaluation is what the check-failure alert posts."""
+    drops = _expected_drops(ref, 0.10)
+    changes = [
+        ref.active(START + timedelta(n), 1) / ref.active(START + timedelta(n - 1), 1) for n in range(DAYS)
+    ]
+    assert drops and any(0.9 <= c < 1 for c in changes), (
+        "the window should hold a drop over 10% and one under"
+    )
+    first = pipeline["first"]
+    assert f"{DAU_KEY.to_user_string()}:{DAU_DROP_CHECK}" in first.checks_warned, first.render()
+    record = _dau_drop_evaluation(pipeline["instance"], first.run_id)
+    evaluation = record.event_log_entry.dagster_event.event_specific_data
+    metadata = {k: v.value for k, v in evaluation.metadata.items()}
+    assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN
+    assert metadata["drops"] == drops and metadata["days_judged"] == DAYS
+    assert (metadata["threshold_pct"], metadata["baseline_days"]) == (10.0, 1)
+    text, fields = check_failure_fields(record)
+    assert DAU_DROP_CHECK in text and "(WARN)" in text
+    for drop in drops:
+        assert f"{drop['day']} {drop['baseline_dau']} -> {drop['dau']}" in fields["description"]
+
+
+def test_the_dau_drop_checks_threshold_is_configurable(ref, pipeline):
+    """Run alone over the window with a 1% threshold: the small drops count too."""
+    assert len(_expected_drops(ref, 0.01)) > len(_expected_drops(ref, 0.10)), "a drop between 1% and 10%"
+    result = materialize(
+        [dbt_daily_models, dau_drop],
+        selection=AssetSelection.checks(dau_drop),
+        resources=pipeline["defs"].resources,
+        run_config=RunConfig(ops={dau_drop.node_def.name: DauDropConfig(max_drop_share=0.01)}),
+        tags={
+            PARTITION_RANGE_START_TAG: START.isoformat(),
+            PARTITION_RANGE_END_TAG: LAST.isoformat(),
+        },
+    )
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert result.get_asset_materialization_events() == []
+    assert not evaluation.passed
+    assert evaluation.metadata["drops"].value == _expected_drops(ref, 0.01)

@@ -31,10 +31,11 @@ from dagster import (
 
 from analytics_orchestration.defs.alerts.webhook import ALERT_WEBHOOK_URL_ENV, post_alert
 from analytics_orchestration.lib.compat import FreshnessState, FreshnessStateChange
-
-PARTITION_TAG = "dagster/partition"
-PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
-PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+from analytics_orchestration.lib.partitions import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    PARTITION_TAG,
+)
 
 CHECK_ALERTS_PER_TICK = 100
 """Check evaluations read per tick; the cursor carries the rest to the next tick."""
