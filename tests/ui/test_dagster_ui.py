@@ -698,15 +698,30 @@ def _downstream_of_segment() -> dict[str, PartitionsDefinition | None]:
 
 
 def _load_other_sources(ui: DevUI) -> None:
-    """Materialise, with Dagster's CLI on the UI's instance and in one run, what the Airbyte
-    connections' sync jobs do (each connection's sync, its loads and the unpartitioned dbt models on
-    them): the tables besides Segment's that the unpartitioned models downstream of Segment read.
-    A model reading a daily model not built yet waits (``build_args``)."""
+    """Materialise, with Dagster's CLI on the UI's instance, what the other sources' jobs do before
+    an analyst's backfill: in one run, each Airbyte connection's sync job (its sync, its loads and the
+    unpartitioned dbt models on them); then the product database's 02:00 snapshot of the range's last
+    day and the staging views on it (which automation builds after it). These are the tables besides
+    Segment's that the unpartitioned models downstream of Segment read. A model reading a daily model
+    not built yet waits (``build_args``)."""
+    graph = defs.resolve_asset_graph()
     jobs = functools.reduce(operator.or_, (job.selection for job in connection_jobs.values()))
-    selection = ",".join(sorted(key.to_user_string() for key in jobs.resolve(defs.resolve_asset_graph())))
+    product_staging = [
+        key for key in AssetSelection.key_prefixes(["dbt", "staging"]).resolve(graph)
+        if key.path[-1].startswith("stg_product_db__")
+    ]  # fmt: skip
+    snapshots = AssetSelection.key_prefixes(["product_db", "raw_product"]).resolve(graph)
+    day = ["--partition", RANGE_DAYS[-1].isoformat()]
+    runs = [
+        (jobs.resolve(graph), []),
+        (snapshots, day),
+        ([AssetKey(["dbt", "intermediate", "int_product__org_plan_changes"])], day),
+        (product_staging, []),
+    ]
     env = {**_environment_without_stack(), **ui.settings(), "DAGSTER_HOME": str(ui.home)}
-    result = subprocess.run(
-        [
+    for keys, partition in runs:
+        selection = ",".join(sorted(key.to_user_string() for key in keys))
+        command = [
             sys.executable,
             "-m",
             "dagster",
@@ -714,17 +729,17 @@ def _load_other_sources(ui: DevUI) -> None:
             "materialize",
             "-m",
             "analytics_orchestration.definitions",
-            "--select",
-            selection,
-        ],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=SOURCES_TIMEOUT_S,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        ]
+        result = subprocess.run(
+            [*command, "--select", selection, *partition],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=SOURCES_TIMEOUT_S,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
 
 def _archive_lines(stack: EmbeddedStack, days: list[date]) -> int:
